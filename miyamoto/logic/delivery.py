@@ -1,0 +1,65 @@
+"""Turning a task into its webhook request, and a webhook's answer into what happens next."""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+from .actions import OutboundRequest
+from .http import Headers
+from .limits import Limits
+from .task import Task
+from .urls import parse_webhook_url
+
+
+def format_seconds(ms: int) -> str:
+    """Unix milliseconds as the decimal seconds we show users (`1700000000.25`)."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{seconds}.{millis:03d}".rstrip("0").rstrip(".") if millis else str(seconds)
+
+
+def build_request(task: Task, *, user_agent: str, limits: Limits) -> OutboundRequest:
+    """The complete webhook request for the next attempt of `task`."""
+    url = parse_webhook_url(task.url, limits)
+    headers: list[tuple[str, str]] = [("host", url.host_header)]
+    headers.extend(task.headers)
+    headers += [
+        ("content-length", str(len(task.body))),
+        ("x-task-id", task.id),
+        ("x-task-queue", task.queue),
+        ("x-task-retry-count", str(task.attempts)),
+        ("x-task-execution-count", str(task.executions)),
+        ("x-task-eta", format_seconds(task.eta_ms)),
+        ("user-agent", user_agent),
+    ]
+    return OutboundRequest(
+        scheme=url.scheme,
+        host=url.host,
+        port=url.port,
+        method=task.method,
+        target=url.target,
+        headers=tuple(headers),
+        body=task.body,
+    )
+
+
+def is_success(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def retry_after_ms(status: int, headers: Headers, now_ms: int) -> int | None:
+    """How long a 429 or 503 answer asks us to wait (Retry-After), in ms; None if it does not."""
+    if status not in (429, 503):
+        return None
+    value = next((v for k, v in headers if k == "retry-after"), None)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value) * 1000
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0, int(when.timestamp() * 1000) - now_ms)

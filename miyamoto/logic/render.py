@@ -1,0 +1,35 @@
+"""Tasks as the JSON a user reads from `GET /{queue}/{id}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .task import Task, TaskState
+
+
+def seconds(ms: int | None) -> float | None:
+    """Unix ms as Unix seconds for JSON (floats print their shortest exact form)."""
+    return None if ms is None else ms / 1000
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    waiting = task.state in (TaskState.SCHEDULED, TaskState.RETRYING)
+    excerpt = task.last_response_excerpt
+    return {
+        "id": task.id,
+        "queue": task.queue,
+        "state": task.state.value,
+        "method": task.method,
+        "url": task.url,
+        "eta": seconds(task.eta_ms),
+        "next_attempt": seconds(task.due_ms) if waiting else None,
+        "created": seconds(task.created_ms),
+        "attempts": task.attempts,
+        "executions": task.executions,
+        "first_attempt": seconds(task.first_attempt_ms),
+        "last_attempt": seconds(task.last_attempt_ms),
+        "last_status": task.last_status,
+        "last_error": task.last_error,
+        "last_response": None if excerpt is None else excerpt.decode("utf-8", "replace"),
+        "finished": seconds(task.finished_ms),
+    }
