@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .http import Headers, HttpResponse
+from .peer import PeerMessage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,4 +45,12 @@ class StartDelivery:
     excerpt_bytes_max: int
 
 
-Action: TypeAlias = SendApiResponse | StartDelivery
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendPeerMessage:
+    """Send `message` to node `to`. Delivery is best effort: the protocol survives loss."""
+
+    to: str
+    message: PeerMessage
+
+
+Action: TypeAlias = SendApiResponse | StartDelivery | SendPeerMessage

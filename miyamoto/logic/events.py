@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .http import Headers, HttpRequest
+from .peer import PeerMessage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,4 +54,14 @@ class TimerExpired:
     """The deadline from `next_deadline_ms()` has come."""
 
 
-Event: TypeAlias = ApiRequestReceived | DeliveryResponded | DeliveryFailed | TimerExpired
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMessageReceived:
+    """A message from another node, already decoded and checked by the codec."""
+
+    sender: str
+    message: PeerMessage
+
+
+Event: TypeAlias = (
+    ApiRequestReceived | DeliveryResponded | DeliveryFailed | TimerExpired | PeerMessageReceived
+)

@@ -1,18 +1,22 @@
 """The Miyamoto node as one sans-I/O state machine.
 
-`Node.handle(event, now_ms)` takes what happened (an API request, a webhook's answer, a timer) and
-returns the actions for the shell: responses to send and deliveries to start.
-`Node.next_deadline_ms()` says when to call it with `TimerExpired` at the latest.
+`Node.handle(event, now_ms)` takes what happened (an API request, a webhook's answer, a peer's
+message, a timer) and returns the actions for the shell: responses to send, deliveries to start,
+messages to send to peers. `Node.next_deadline_ms()` says when to call it with `TimerExpired` at
+the latest.
+
+A node on its own is a cluster of one: the same code places each task's copies on up to R
+members (here: itself), so there is one path to test, not two.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass, field
 from typing import assert_never
 
-from .. import __version__
-from .actions import Action, SendApiResponse, StartDelivery
+from .actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
+from .config import NodeConfig
 from .delivery import build_request, is_success, retry_after_ms
 from .enqueue_parse import parse_enqueue, validate_queue_name
 from .errors import ClientError
@@ -21,33 +25,35 @@ from .events import (
     DeliveryFailed,
     DeliveryResponded,
     Event,
+    PeerMessageReceived,
     TimerExpired,
 )
 from .http import HttpRequest, HttpResponse, error_response, json_response
-from .limits import Limits
-from .render import seconds, task_json
+from .local_tasks import WAITING, LocalTasks
+from .peer import Outgoing
+from .pending import PendingCancel, PendingEnqueue, PendingQuery, Placement
+from .render import task_json
+from .replica_messages import (
+    CancelResult,
+    CancelTask,
+    Claim,
+    Finished,
+    Holders,
+    HoldersChanged,
+    QueryResult,
+    QueryTask,
+    ReplicaMessage,
+    StoreAck,
+    StoreCopy,
+    TaskCopy,
+)
 from .retry import RetryPolicy
+from .ring import placement
 from .routes import Operation, Route, route
-from .schedule import TimerHeap
-from .store import TaskStore
+from .single_member import FixedMembership
 from .task import Task, TaskSpec, TaskState
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeConfig:
-    node_id: str = "127.0.0.1:8088"
-    """host:port this node serves on; how peers and users name it."""
-    limits: Limits = field(default_factory=Limits)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    delivery_deadline_ms: int = 30_000
-    """No complete webhook answer within this is a failed attempt (timeout)."""
-    retention_ms: int = 3_600_000
-    """How long a succeeded or cancelled task stays visible, and its client id deduplicates."""
-    user_agent: str = f"miyamoto/{__version__}"
-
-    def __post_init__(self) -> None:
-        assert 0 < self.delivery_deadline_ms <= self.limits.delivery_deadline_ms_max
-        assert self.retention_ms >= 0
+__all__ = ["Node", "NodeConfig", "new_task_id"]
 
 
 def new_task_id(rng: random.Random) -> str:
@@ -59,15 +65,34 @@ def new_task_id(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+Pending = PendingEnqueue | PendingQuery | PendingCancel
+
+
 class Node:
-    def __init__(self, config: NodeConfig, rng: random.Random) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: FixedMembership | None = None,
+    ) -> None:
         self.config = config
         self.rng = rng
-        self.store = TaskStore(retention_ms=config.retention_ms)
-        self.timers = TimerHeap()
-        self._in_flight: dict[int, Task] = {}
-        self._next_delivery_id = 1
-        self._state_counts: dict[str, dict[TaskState, int]] = {}
+        self.tasks = LocalTasks(retention_ms=config.retention_ms)
+        self.membership = membership or FixedMembership((config.node_id,))
+        self._pending: dict[int, Pending] = {}
+        """API request id -> the request waiting for peers."""
+        self._refs: dict[int, tuple[int, int]] = {}
+        """StoreCopy ref -> (API request id, index of the task in that request)."""
+        self._next_ref = 1
+        self._members_seen: tuple[str, ...] = ()
+        self._repair_at_ms: int | None = None
+        self._unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
+        """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
+        self._claims_renew_at_ms: int | None = None
+        self._holders_cache: dict[Holders, Holders] = {}
+        self.stats = {"peer_messages_received": 0, "peer_messages_unexpected": 0}
 
     # -- the state machine's whole interface ---------------------------------------------------
 
@@ -75,199 +100,560 @@ class Node:
         actions: list[Action] = []
         match event:
             case ApiRequestReceived(request_id=request_id, request=request):
-                response = self._answer(request, now_ms)
-                actions.append(SendApiResponse(request_id=request_id, response=response))
+                response = self._answer(request_id, request, now_ms, actions)
+                if response is not None:
+                    actions.append(SendApiResponse(request_id=request_id, response=response))
             case DeliveryResponded() | DeliveryFailed():
-                self._delivery_finished(event, now_ms)
+                self._delivery_finished(event, now_ms, actions)
+            case PeerMessageReceived(sender=sender, message=message):
+                self.stats["peer_messages_received"] += 1
+                if not isinstance(message, ReplicaMessage):
+                    self._send(self.membership.handle_message(sender, message, now_ms), actions)
+                else:
+                    self._replica_message(sender, message, now_ms, actions)
             case TimerExpired():
-                for task in self.store.expire(now_ms):
-                    self._count(task, -1)
+                self._timers(now_ms, actions)
             case _:
                 assert_never(event)
-        self._start_due_deliveries(now_ms, actions)
+        self._after(now_ms, actions)
         return actions
 
     def next_deadline_ms(self) -> int | None:
-        deadlines = [self.store.next_expiry_ms()]
-        if len(self._in_flight) < self.config.limits.deliveries_in_flight_max:
-            deadlines.append(self.timers.next_due_ms())
+        deadlines = [
+            self.tasks.store.next_expiry_ms(),
+            self.membership.next_deadline_ms(),
+            self._repair_at_ms,
+            self._claims_renew_at_ms,
+        ]
+        deadlines.extend(p.deadline_ms for p in self._pending.values())
+        if len(self.tasks.in_flight) < self.config.limits.deliveries_in_flight_max:
+            deadlines.append(self.tasks.timers.next_due_ms())
         return min((d for d in deadlines if d is not None), default=None)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self.membership.view().members
+
+    # -- around every event ----------------------------------------------------------------------
+
+    def _timers(self, now_ms: int, actions: list[Action]) -> None:
+        self.tasks.expire(now_ms)
+        self._send(self.membership.handle_timer(now_ms), actions)
+        for request_id, pending in list(self._pending.items()):
+            if pending.deadline_ms <= now_ms:
+                self._reply(request_id, actions)
+        if self._repair_at_ms is not None and self._repair_at_ms <= now_ms:
+            self._repair(now_ms, actions)
+        if self._claims_renew_at_ms is not None and self._claims_renew_at_ms <= now_ms:
+            self._renew_claims(now_ms, actions)
+
+    def _after(self, now_ms: int, actions: list[Action]) -> None:
+        members = self.members
+        if members != self._members_seen:
+            # Copies on members that left must be made again elsewhere; any member may now be
+            # the lowest surviving holder of some task.
+            self._members_seen = members
+            self._repair(now_ms, actions)
+        self._start_due_deliveries(now_ms, actions)
+
+    def _send(self, outgoing: list[Outgoing], actions: list[Action]) -> None:
+        for item in outgoing:
+            actions.append(SendPeerMessage(to=item.to, message=item.message))
+
+    def _tell(self, to: str, message: ReplicaMessage, actions: list[Action]) -> None:
+        actions.append(SendPeerMessage(to=to, message=message))
+
+    def _others(self, task: Task) -> list[str]:
+        me = self.config.node_id
+        return [node for node, _ in task.holders if node != me]
 
     # -- the API ---------------------------------------------------------------------------------
 
-    def _answer(self, request: HttpRequest, now_ms: int) -> HttpResponse:
+    def _answer(
+        self, request_id: int, request: HttpRequest, now_ms: int, actions: list[Action]
+    ) -> HttpResponse | None:
+        """The response, or None when the request now waits for peers."""
         try:
             where = route(request.method, request.target)
-            return self._operate(where, request, now_ms)
+            return self._operate(request_id, where, request, now_ms, actions)
         except ClientError as error:
             return error_response(error.status, error.message)
 
-    def _operate(self, where: Route, request: HttpRequest, now_ms: int) -> HttpResponse:
+    def _operate(
+        self,
+        request_id: int,
+        where: Route,
+        request: HttpRequest,
+        now_ms: int,
+        actions: list[Action],
+    ) -> HttpResponse | None:
         if where.operation is Operation.HEALTH:
             return json_response(200, {"status": "ok", "node": self.config.node_id})
         queue = validate_queue_name(where.queue, self.config.limits)
         match where.operation:
             case Operation.ENQUEUE:
-                return self._enqueue(queue, request, now_ms)
+                return self._enqueue(request_id, queue, request, now_ms, actions)
             case Operation.QUEUE_INFO:
                 return json_response(200, self._queue_info(queue))
             case Operation.TASK_INFO:
-                task = self._existing(queue, where.task_id)
-                return json_response(200, task_json(task))
+                query = PendingQuery(
+                    request_id=request_id,
+                    deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                    queue=queue,
+                    task_id=where.task_id,
+                    waiting={self.config.node_id},
+                )
+                query.answer(self.config.node_id, self._query_result(0, queue, where.task_id))
+                return self._fan_out(query, QueryTask, actions)
             case Operation.TASK_CANCEL:
-                return self._cancel(self._existing(queue, where.task_id), now_ms)
+                cancel = PendingCancel(
+                    request_id=request_id,
+                    deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                    queue=queue,
+                    task_id=where.task_id,
+                    waiting=set(),
+                )
+                result = self._cancel_copy(0, queue, where.task_id, now_ms, actions)
+                cancel.add(self.config.node_id, result.state, result.holders)
+                return self._fan_out(cancel, CancelTask, actions)
             case Operation.HEALTH:
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)
 
-    def _existing(self, queue: str, task_id: str) -> Task:
-        task = self.store.get(queue, task_id)
-        if task is None:
-            raise ClientError(404, f"no task {task_id!r} in queue {queue!r}")
-        return task
+    def _fan_out(
+        self,
+        pending: PendingQuery | PendingCancel,
+        message_type: type[QueryTask] | type[CancelTask],
+        actions: list[Action],
+    ) -> HttpResponse | None:
+        """Asks every other member about the task; answers at once when there is none."""
+        others = [m for m in self.members if m != self.config.node_id]
+        if not others:
+            return pending.response()
+        pending.waiting.update(others)
+        self._pending[pending.request_id] = pending
+        for member in others:
+            message = message_type(ref=pending.request_id, queue=pending.queue,
+                                   task_id=pending.task_id)
+            self._tell(member, message, actions)
+        return None
 
-    def _enqueue(self, queue: str, request: HttpRequest, now_ms: int) -> HttpResponse:
+    def _reply(self, request_id: int, actions: list[Action]) -> None:
+        pending = self._pending.pop(request_id)
+        if isinstance(pending, PendingEnqueue):
+            response = pending.response(self.config.limits.tasks_max)
+            for placement_ in pending.placements:
+                if isinstance(placement_, Placement):
+                    placement_.waiting.clear()
+        else:
+            response = pending.response()
+        actions.append(SendApiResponse(request_id=request_id, response=response))
+
+    def _queue_info(self, queue: str) -> dict[str, object]:
+        counts = self.tasks.counts(queue)
+        return {
+            "queue": queue,
+            "counts": {state.value: counts.get(state, 0) for state in TaskState},
+        }
+
+    # -- enqueue: place R copies and answer when they are stored ------------------------------
+
+    def _enqueue(
+        self,
+        request_id: int,
+        queue: str,
+        request: HttpRequest,
+        now_ms: int,
+        actions: list[Action],
+    ) -> HttpResponse | None:
         parsed = parse_enqueue(
             queue, request.header("content-type"), request.body, now_ms, self.config.limits
         )
-        if isinstance(parsed, TaskSpec):
-            status, payload = self._enqueue_one(parsed, now_ms)
-            return json_response(status, payload)
-        results: list[dict[str, object]] = []
-        for item in parsed:
-            if isinstance(item, ClientError):
-                results.append({"status": "error", "error": item.message})
+        specs = [parsed] if isinstance(parsed, TaskSpec) else parsed
+        pending = PendingEnqueue(
+            request_id=request_id,
+            deadline_ms=now_ms + self.config.placement_timeout_ms,
+            placements=[],
+            batch=not isinstance(parsed, TaskSpec),
+        )
+        for index, spec in enumerate(specs):
+            if isinstance(spec, ClientError):
+                pending.placements.append((spec.status, {"status": "error",
+                                                         "error": spec.message}))
             else:
-                results.append(self._enqueue_one(item, now_ms)[1])
-        return json_response(200, results)
+                pending.placements.append(self._place(spec, request_id, index, now_ms, actions))
+        if pending.settled():
+            return pending.response(self.config.limits.tasks_max)
+        self._pending[request_id] = pending
+        return None
 
-    def _enqueue_one(self, spec: TaskSpec, now_ms: int) -> tuple[int, dict[str, object]]:
-        """Creates the task unless its client id exists; the HTTP status and JSON reply."""
-        if spec.client_id is not None:
-            existing = self.store.get(spec.queue, spec.client_id)
-            if existing is not None:
-                return 200, {
-                    "status": "duplicate",
-                    "id": existing.id,
-                    "state": existing.state.value,
-                }
-        tasks_max = self.config.limits.tasks_max
-        if len(self.store) >= tasks_max:
-            message = f"this node holds {tasks_max} tasks, its limit; try again later"
-            return 507, {"status": "error", "error": message}
-        task = Task(
-            id=spec.client_id or new_task_id(self.rng),
+    def _place(
+        self, spec: TaskSpec, request_id: int, index: int, now_ms: int, actions: list[Action]
+    ) -> Placement:
+        task_id = spec.client_id or new_task_id(self.rng)
+        nodes = placement(f"{spec.queue}/{task_id}", self.members)[: self.config.replicas]
+        holders = self._intern(tuple((node, k) for k, node in enumerate(nodes)))
+        copy = TaskCopy(
             queue=spec.queue,
+            id=task_id,
             method=spec.method,
             url=spec.url,
             headers=spec.headers,
             body=spec.body,
             eta_ms=spec.eta_ms,
             created_ms=now_ms,
+            holders=holders,
+            retry=spec.retry,
         )
-        self.store.add(task)
-        self._count(task, +1)
-        self.timers.push(task)
-        return 200, {
-            "status": "scheduled",
-            "id": task.id,
-            "queue": task.queue,
-            "eta": seconds(task.eta_ms),
-        }
+        result = Placement(
+            queue=spec.queue,
+            task_id=task_id,
+            eta_ms=spec.eta_ms,
+            waiting=set(nodes),
+            copies=len(nodes),
+        )
+        for node in nodes:
+            if node == self.config.node_id:
+                stored, state = self._store_copy(copy, now_ms)
+                result.acknowledge(node, stored=stored, state=state)
+            else:
+                ref = self._next_ref
+                self._next_ref += 1
+                self._refs[ref] = (request_id, index)
+                self._tell(node, StoreCopy(ref=ref, copy=copy), actions)
+        return result
 
-    def _cancel(self, task: Task, now_ms: int) -> HttpResponse:
-        if task.state in (TaskState.SCHEDULED, TaskState.RETRYING):
-            self._set_state(task, TaskState.CANCELLED)
-            self.store.finished(task, now_ms)
-            return json_response(200, {"status": "cancelled", "id": task.id})
-        if task.state is TaskState.DELIVERING:
-            message = "the task is being delivered right now; it can no longer be cancelled"
-        else:
-            message = f"the task has already {task.state.value}"
-        return json_response(409, {"status": "error", "error": message, "state": task.state.value})
+    def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str]:
+        """Keeps `copy` unless this node already has (or remembers) the task."""
+        existing = self.tasks.get(copy.queue, copy.id)
+        if existing is not None:
+            if not existing.state.is_final and copy.holders != existing.holders:
+                existing.holders = self._intern(copy.holders)  # a repair added holders
+            return False, existing.state.value
+        if len(self.tasks) >= self.config.limits.tasks_max:
+            return False, "full"
+        me = self.config.node_id
+        copy_index = next((k for node, k in copy.holders if node == me), 0)
+        task = Task(
+            id=copy.id,
+            queue=copy.queue,
+            method=copy.method,
+            url=copy.url,
+            headers=copy.headers,
+            body=copy.body,
+            eta_ms=copy.eta_ms,
+            created_ms=copy.created_ms,
+            retry=copy.retry,
+            holders=self._intern(copy.holders),
+            copy_index=copy_index,
+        )
+        task.attempts = copy.attempts
+        task.executions = copy.executions
+        task.due_ms = copy.eta_ms + copy_index * self.config.replica_delay_ms
+        if copy.lease_ms:
+            task.due_ms = max(task.due_ms, now_ms + copy.lease_ms)
+        self.tasks.add(task)
+        return True, task.state.value
 
-    def _queue_info(self, queue: str) -> dict[str, object]:
-        counts = self._state_counts.get(queue, {})
-        return {
-            "queue": queue,
-            "counts": {state.value: counts.get(state, 0) for state in TaskState},
-        }
+    def _intern(self, holders: Holders) -> Holders:
+        """One shared tuple per distinct holder list: millions of tasks share a handful."""
+        if len(self._holders_cache) > 10_000:
+            self._holders_cache.clear()
+        return self._holders_cache.setdefault(holders, holders)
 
     # -- deliveries ------------------------------------------------------------------------------
 
     def _start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
         limits = self.config.limits
-        while len(self._in_flight) < limits.deliveries_in_flight_max:
-            task = self.timers.pop_due(now_ms)
+        tasks = self.tasks
+        while len(tasks.in_flight) < limits.deliveries_in_flight_max:
+            task = tasks.timers.pop_due(now_ms)
             if task is None:
                 return
-            delivery_id = self._next_delivery_id
-            self._next_delivery_id += 1
             request = build_request(task, user_agent=self.config.user_agent, limits=limits)
-            self._set_state(task, TaskState.DELIVERING)
-            if task.first_attempt_ms is None:
-                task.first_attempt_ms = now_ms
-            task.last_attempt_ms = now_ms
-            self._in_flight[delivery_id] = task
+            delivery_id = tasks.start(task, now_ms)
             actions.append(
                 StartDelivery(
                     delivery_id=delivery_id,
                     request=request,
-                    timeout_ms=self.config.delivery_deadline_ms,
+                    timeout_ms=self._deadline_ms(task),
                     excerpt_bytes_max=limits.response_excerpt_bytes_max,
                 )
             )
+            if task.holders and len(task.holders) > 1:
+                self._claim(task, self.config.claim_lease_ms, actions)
+                if self._claims_renew_at_ms is None:
+                    self._claims_renew_at_ms = now_ms + self.config.claim_lease_ms // 3
 
-    def _delivery_finished(self, event: DeliveryResponded | DeliveryFailed, now_ms: int) -> None:
-        task = self._in_flight.pop(event.delivery_id, None)
+    def _deadline_ms(self, task: Task) -> int:
+        if task.retry is not None and task.retry.deadline_ms is not None:
+            return task.retry.deadline_ms
+        return self.config.delivery_deadline_ms
+
+    def _policy(self, task: Task) -> RetryPolicy:
+        policy = self.config.retry
+        overrides = task.retry
+        if overrides is None:
+            return policy
+        return RetryPolicy(
+            retry_limit=_given(overrides.retry_limit, policy.retry_limit),
+            age_limit_ms=_given(overrides.age_limit_ms, policy.age_limit_ms),
+            min_backoff_ms=_given(overrides.min_backoff_ms, policy.min_backoff_ms),
+            max_backoff_ms=max(
+                _given(overrides.max_backoff_ms, policy.max_backoff_ms),
+                _given(overrides.min_backoff_ms, policy.min_backoff_ms),
+            ),
+            max_doublings=_given(overrides.max_doublings, policy.max_doublings),
+        )
+
+    def _claim(self, task: Task, lease_ms: int, actions: list[Action]) -> None:
+        for node in self._others(task):
+            claim = Claim(
+                queue=task.queue,
+                task_id=task.id,
+                lease_ms=lease_ms,
+                attempts=task.attempts,
+                executions=task.executions,
+            )
+            self._tell(node, claim, actions)
+
+    def _renew_claims(self, now_ms: int, actions: list[Action]) -> None:
+        """Holders keep their copies back while our delivery is in flight: renew the lease."""
+        replicated = [t for t in self.tasks.in_flight.values() if len(t.holders) > 1]
+        for task in replicated:
+            self._claim(task, self.config.claim_lease_ms, actions)
+        self._claims_renew_at_ms = (
+            now_ms + self.config.claim_lease_ms // 3 if replicated else None
+        )
+
+    def _delivery_finished(
+        self, event: DeliveryResponded | DeliveryFailed, now_ms: int, actions: list[Action]
+    ) -> None:
+        task = self.tasks.in_flight.pop(event.delivery_id, None)
         if task is None:
             return  # not ours (a report after restart or a duplicate report): nothing to undo
-        assert task.state is TaskState.DELIVERING, task.state
         task.attempts += 1
         wait_ms: int | None = None
+        success = False
         if isinstance(event, DeliveryResponded):
             task.executions += 1
             task.last_status = event.status
             task.last_error = None
             task.last_response_excerpt = event.body_excerpt
-            if is_success(event.status):
-                self._set_state(task, TaskState.SUCCEEDED)
-                self.store.finished(task, now_ms)
-                return
-            wait_ms = retry_after_ms(event.status, event.headers, now_ms)
+            success = is_success(event.status)
+            if not success:
+                wait_ms = retry_after_ms(event.status, event.headers, now_ms)
         else:
             task.last_status = None
-            task.last_error = f"{event.error.value}: {event.detail}" if event.detail else (
-                event.error.value
-            )
+            detail = f": {event.detail}" if event.detail else ""
+            task.last_error = f"{event.error.value}{detail}"
             task.last_response_excerpt = None
-        policy = self.config.retry
+        if task.state is not TaskState.DELIVERING:
+            return  # another holder finished the task while we were delivering our copy
+        if success:
+            self.tasks.finish(task, TaskState.SUCCEEDED, now_ms)
+            self._announce_finished(task, self._others(task), actions)
+            return
+        policy = self._policy(task)
         retries_done = task.attempts - 1
         assert task.first_attempt_ms is not None
         if not policy.may_retry(retries_done, task.first_attempt_ms, now_ms):
-            self._set_state(task, TaskState.FAILED)
-            task.finished_ms = now_ms
+            self.tasks.finish(task, TaskState.FAILED, now_ms)
+            self._announce_finished(task, self._others(task), actions)
             return
-        backoff_ms = policy.backoff_ms(retries_done)
-        task.due_ms = now_ms + max(backoff_ms, wait_ms or 0)
-        self._set_state(task, TaskState.RETRYING)
-        self.timers.push(task)
+        delay_ms = max(policy.backoff_ms(retries_done), wait_ms or 0)
+        self.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)
+        if len(task.holders) > 1:
+            self._claim(task, delay_ms + self.config.claim_lease_ms, actions)
 
-    # -- bookkeeping -----------------------------------------------------------------------------
+    def _announce_finished(self, task: Task, to: list[str], actions: list[Action]) -> None:
+        for node in to:
+            message = Finished(
+                queue=task.queue,
+                task_id=task.id,
+                state=task.state.value,
+                attempts=task.attempts,
+                executions=task.executions,
+                last_status=task.last_status,
+                last_error=task.last_error,
+                excerpt=task.last_response_excerpt,
+            )
+            self._tell(node, message, actions)
 
-    def _set_state(self, task: Task, state: TaskState) -> None:
-        self._count(task, -1)
-        task.state = state
-        self._count(task, +1)
+    # -- messages from the other holders ---------------------------------------------------------
 
-    def _count(self, task: Task, delta: int) -> None:
-        counts = self._state_counts.setdefault(task.queue, {})
-        count = counts.get(task.state, 0) + delta
-        assert count >= 0, (task.queue, task.state)
-        if count:
-            counts[task.state] = count
-        else:
-            del counts[task.state]
-            if not counts:  # forget queues that hold nothing, or names would pile up forever
-                del self._state_counts[task.queue]
+    def _replica_message(
+        self, sender: str, message: ReplicaMessage, now_ms: int, actions: list[Action]
+    ) -> None:
+        match message:
+            case StoreCopy(ref=ref, copy=copy):
+                stored, state = self._store_copy(copy, now_ms)
+                ack = StoreAck(ref=ref, queue=copy.queue, task_id=copy.id, stored=stored,
+                               state=state)
+                self._tell(sender, ack, actions)
+            case StoreAck():
+                self._store_acknowledged(sender, message, actions)
+            case Claim():
+                self._claimed(message, now_ms)
+            case Finished():
+                self._finished_elsewhere(sender, message, now_ms, actions)
+            case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
+                task = self.tasks.get(queue, task_id)
+                if task is not None and not task.state.is_final:
+                    task.holders = self._intern(holders)
+            case CancelTask(ref=ref, queue=queue, task_id=task_id):
+                self._tell(sender, self._cancel_copy(ref, queue, task_id, now_ms, actions),
+                           actions)
+            case CancelResult(ref=ref):
+                pending = self._pending.get(ref)
+                if isinstance(pending, PendingCancel):
+                    pending.answer(sender, message)
+                    if pending.settled():
+                        self._reply(ref, actions)
+            case QueryTask(ref=ref, queue=queue, task_id=task_id):
+                self._tell(sender, self._query_result(ref, queue, task_id), actions)
+            case QueryResult(ref=ref):
+                pending = self._pending.get(ref)
+                if isinstance(pending, PendingQuery):
+                    pending.answer(sender, message)
+                    if not pending.waiting:
+                        self._reply(ref, actions)
+            case _:
+                assert_never(message)
+
+    def _store_acknowledged(self, sender: str, ack: StoreAck, actions: list[Action]) -> None:
+        unconfirmed = self._unconfirmed_copies.get((ack.queue, ack.task_id))
+        if unconfirmed is not None:
+            unconfirmed.discard(sender)
+            if not unconfirmed:
+                del self._unconfirmed_copies[(ack.queue, ack.task_id)]
+        where = self._refs.pop(ack.ref, None)
+        if where is None:
+            return
+        request_id, index = where
+        pending = self._pending.get(request_id)
+        if not isinstance(pending, PendingEnqueue):
+            return
+        placement_ = pending.placements[index]
+        if isinstance(placement_, Placement):
+            placement_.acknowledge(sender, stored=ack.stored, state=ack.state)
+        if pending.settled():
+            self._reply(request_id, actions)
+
+    def _claimed(self, claim: Claim, now_ms: int) -> None:
+        task = self.tasks.get(claim.queue, claim.task_id)
+        if task is None:
+            return
+        task.attempts = max(task.attempts, claim.attempts)
+        task.executions = max(task.executions, claim.executions)
+        if task.state in WAITING and task.due_ms < now_ms + claim.lease_ms:
+            self.tasks.reschedule(task, now_ms + claim.lease_ms, task.state)
+
+    def _finished_elsewhere(
+        self, sender: str, message: Finished, now_ms: int, actions: list[Action]
+    ) -> None:
+        task = self.tasks.get(message.queue, message.task_id)
+        if task is None or task.state.is_final:
+            return
+        task.attempts = max(task.attempts, message.attempts)
+        task.executions = max(task.executions, message.executions)
+        task.last_status = message.last_status
+        task.last_error = message.last_error
+        task.last_response_excerpt = message.excerpt
+        if task.state is TaskState.DELIVERING:
+            # Our own attempt is in flight; its answer changes nothing now.
+            for delivery_id, in_flight in list(self.tasks.in_flight.items()):
+                if in_flight is task:
+                    del self.tasks.in_flight[delivery_id]
+        self.tasks.finish(task, TaskState(message.state), now_ms)
+        # Holders the sender may not know of (added by a repair it missed) hear it from us.
+        forward = [n for n in self._others(task) if n != sender]
+        self._announce_finished(task, forward, actions)
+
+    def _cancel_copy(
+        self, ref: int, queue: str, task_id: str, now_ms: int, actions: list[Action]
+    ) -> CancelResult:
+        task = self.tasks.get(queue, task_id)
+        if task is None:
+            return CancelResult(ref=ref, state=None, holders=())
+        if task.state in WAITING:
+            self.tasks.finish(task, TaskState.CANCELLED, now_ms)
+        return CancelResult(ref=ref, state=task.state.value, holders=task.holders)
+
+    def _query_result(self, ref: int, queue: str, task_id: str) -> QueryResult:
+        task = self.tasks.get(queue, task_id)
+        return QueryResult(ref=ref, task_json=None if task is None else json.dumps(task_json(task)))
+
+    # -- repair: keep R copies while members come and go ------------------------------------------
+
+    def _repair(self, now_ms: int, actions: list[Action]) -> None:
+        """Every pending task whose lowest live holder is this node gets back to R copies."""
+        self._repair_at_ms = None
+        members = set(self.members)
+        me = self.config.node_id
+        wanted = min(self.config.replicas, len(members))
+        for tasks in list(self.tasks.store.by_queue()):
+            for task in list(tasks):
+                if task.state.is_final or not task.holders:
+                    continue
+                live = [(n, k) for n, k in task.holders if n in members]
+                if not live or min(live, key=lambda h: h[1])[0] != me:
+                    continue
+                key = (task.queue, task.id)
+                if len(live) < wanted:
+                    self._add_copies(task, live, wanted, now_ms, actions)
+                elif key in self._unconfirmed_copies:
+                    for node in self._unconfirmed_copies[key]:
+                        self._tell(node, StoreCopy(ref=0, copy=self._copy_of(task, now_ms)),
+                                   actions)
+        if self._unconfirmed_copies:
+            self._repair_at_ms = now_ms + self.config.repair_retry_ms
+
+    def _add_copies(
+        self,
+        task: Task,
+        live: list[tuple[str, int]],
+        wanted: int,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
+        live_nodes = {n for n, _ in live}
+        candidates = [m for m in placement(f"{task.queue}/{task.id}", self.members)
+                      if m not in live_nodes]
+        next_index = max(k for _, k in task.holders) + 1
+        added = [(node, next_index + i) for i, node in enumerate(candidates[: wanted - len(live)])]
+        task.holders = self._intern(tuple(live + added))
+        me = self.config.node_id
+        for node, _ in live:
+            if node != me:
+                message = HoldersChanged(queue=task.queue, task_id=task.id, holders=task.holders)
+                self._tell(node, message, actions)
+        if added:
+            self._unconfirmed_copies[(task.queue, task.id)] = {n for n, _ in added}
+        for node, _ in added:
+            self._tell(node, StoreCopy(ref=0, copy=self._copy_of(task, now_ms)), actions)
+
+    def _copy_of(self, task: Task, now_ms: int) -> TaskCopy:
+        lease_ms = self.config.claim_lease_ms if task.state is TaskState.DELIVERING else 0
+        if task.state is TaskState.RETRYING:
+            lease_ms = max(0, task.due_ms - now_ms) + self.config.claim_lease_ms
+        return TaskCopy(
+            queue=task.queue,
+            id=task.id,
+            method=task.method,
+            url=task.url,
+            headers=task.headers,
+            body=task.body,
+            eta_ms=task.eta_ms,
+            created_ms=task.created_ms,
+            holders=task.holders,
+            attempts=task.attempts,
+            executions=task.executions,
+            retry=task.retry,
+            lease_ms=lease_ms,
+        )
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value

@@ -8,7 +8,7 @@ dropped at once to save memory. Failed tasks (dead letters) are kept until delet
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from .task import Task, TaskState
 
@@ -45,6 +45,10 @@ class TaskStore:
 
     def tasks(self, queue: str) -> Iterator[Task]:
         return iter(self._queues.get(queue, {}).values())
+
+    def by_queue(self) -> Iterator[Iterable[Task]]:
+        """Each queue's tasks (for scans that visit every task)."""
+        return (tasks.values() for tasks in self._queues.values())
 
     def queue_names(self) -> list[str]:
         return sorted(self._queues)

@@ -69,6 +69,7 @@ class Task:
     __slots__ = (
         "attempts",
         "body",
+        "copy_index",
         "created_ms",
         "due_ms",
         "eta_ms",
@@ -76,6 +77,7 @@ class Task:
         "finished_ms",
         "first_attempt_ms",
         "headers",
+        "holders",
         "id",
         "last_attempt_ms",
         "last_error",
@@ -83,6 +85,7 @@ class Task:
         "last_status",
         "method",
         "queue",
+        "retry",
         "state",
         "url",
     )
@@ -98,6 +101,9 @@ class Task:
         body: bytes,
         eta_ms: int,
         created_ms: int,
+        retry: RetryOverrides | None = None,
+        holders: tuple[tuple[str, int], ...] = (),
+        copy_index: int = 0,
     ) -> None:
         self.id = id
         self.queue = queue
@@ -109,6 +115,10 @@ class Task:
         self.due_ms = eta_ms
         """When this task next fires (its ETA, or the time of its next retry)."""
         self.created_ms = created_ms
+        self.retry = retry
+        self.holders = holders
+        """(node id, copy index) of every copy, this one included; () on a node of its own."""
+        self.copy_index = copy_index
         self.state = TaskState.SCHEDULED
         self.attempts = 0
         """Delivery attempts started."""

@@ -1,0 +1,131 @@
+"""Messages between the holders of a task's copies (replication, claims, cancel, queries).
+
+Times travel as durations (`lease_ms`), never as the sender's clock readings, so clock skew
+between nodes cannot stretch or shrink a lease. Absolute task times (`eta_ms`) are the user's
+wall-clock ETA and mean the same on every node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .http import Headers
+from .task import RetryOverrides
+
+Holders = tuple[tuple[str, int], ...]
+"""(node id, copy index) for every copy of a task; copy k is due at ETA + k x replica delay."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCopy:
+    queue: str
+    id: str
+    method: str
+    url: str
+    headers: Headers
+    body: bytes
+    eta_ms: int
+    created_ms: int
+    holders: Holders
+    attempts: int = 0
+    executions: int = 0
+    retry: RetryOverrides | None = None
+    lease_ms: int = 0
+    """Hold this copy back for this long after it arrives: another holder is delivering."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCopy:
+    """Keep this copy. Answered with StoreAck carrying the same `ref`."""
+
+    ref: int
+    copy: TaskCopy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreAck:
+    ref: int
+    queue: str
+    task_id: str
+    stored: bool
+    """False: a task with this id exists already (or is remembered); it was left as it is."""
+    state: str
+    """The state of the holder's copy after the request."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """The sender is delivering (or will retry) this task: hold your copy back for `lease_ms`."""
+
+    queue: str
+    task_id: str
+    lease_ms: int
+    attempts: int
+    executions: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """The task reached a final state (succeeded or failed) at the sender: do the same."""
+
+    queue: str
+    task_id: str
+    state: str
+    attempts: int
+    executions: int
+    last_status: int | None
+    last_error: str | None
+    excerpt: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldersChanged:
+    """The copies of this task now live on `holders` (after a repair)."""
+
+    queue: str
+    task_id: str
+    holders: Holders
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelTask:
+    """Cancel your copy if it has not started; answer with CancelResult."""
+
+    ref: int
+    queue: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelResult:
+    ref: int
+    state: str | None
+    """The copy's state after the request; None when this node holds no such task."""
+    holders: Holders
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryTask:
+    ref: int
+    queue: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryResult:
+    ref: int
+    task_json: str | None
+    """The holder's view of the task as the JSON of `GET /{queue}/{id}`; None if it has none."""
+
+
+ReplicaMessage = (
+    StoreCopy
+    | StoreAck
+    | Claim
+    | Finished
+    | HoldersChanged
+    | CancelTask
+    | CancelResult
+    | QueryTask
+    | QueryResult
+)

@@ -1,0 +1,144 @@
+"""An in-memory cluster of node state machines for protocol tests: one clock, one message queue,
+and a webhook receiver that the test answers by hand."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from miyamoto.logic.actions import SendApiResponse, SendPeerMessage, StartDelivery
+from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.events import (
+    ApiRequestReceived,
+    DeliveryResponded,
+    Event,
+    PeerMessageReceived,
+    TimerExpired,
+)
+from miyamoto.logic.http import HttpRequest, HttpResponse
+from miyamoto.logic.node import Node
+from miyamoto.logic.peer import PeerMessage
+from miyamoto.logic.single_member import FixedMembership, FixedView
+
+T0_MS = 1_700_000_000_000
+
+
+class SettableMembership(FixedMembership):
+    """A fixed member list the test can change (standing in for a new epoch)."""
+
+    def set_members(self, members: tuple[str, ...]) -> None:
+        self._view = FixedView(members=tuple(sorted(members)), leader=min(members))
+
+
+@dataclass
+class Delivery:
+    node: str
+    action: StartDelivery
+    at_ms: int
+
+    @property
+    def task_id(self) -> str:
+        return next(v for k, v in self.action.request.headers if k == "x-task-id")
+
+
+@dataclass
+class Cluster:
+    names: list[str]
+    config: NodeConfig = field(default_factory=NodeConfig)
+    now_ms: int = T0_MS
+
+    def __post_init__(self) -> None:
+        self.membership = {n: SettableMembership(tuple(self.names)) for n in self.names}
+        self.nodes = {
+            n: Node(
+                _with_id(self.config, n),
+                random.Random(n),
+                self.now_ms,
+                membership=self.membership[n],
+            )
+            for n in self.names
+        }
+        self.inbox: list[tuple[str, str, PeerMessage]] = []
+        self.deliveries: list[Delivery] = []
+        self.responses: dict[int, HttpResponse] = {}
+        self.down: set[str] = set()
+        self._request_ids = 0
+
+    def feed(self, name: str, event: Event) -> None:
+        if name in self.down:
+            return
+        for action in self.nodes[name].handle(event, self.now_ms):
+            match action:
+                case SendApiResponse(request_id=rid, response=response):
+                    self.responses[rid] = response
+                case StartDelivery():
+                    self.deliveries.append(Delivery(name, action, self.now_ms))
+                case SendPeerMessage(to=to, message=message):
+                    self.inbox.append((name, to, message))
+
+    def settle(self) -> None:
+        """Delivers every message in flight (and those they cause), in order."""
+        while self.inbox:
+            sender, to, message = self.inbox.pop(0)
+            if sender not in self.down and to in self.nodes:
+                self.feed(to, PeerMessageReceived(sender=sender, message=message))
+
+    def request(self, name: str, method: str, target: str, body: Any = None) -> int:
+        self._request_ids += 1
+        raw = b"" if body is None else json.dumps(body).encode()
+        headers = (("content-type", "application/json"),) if body is not None else ()
+        request = HttpRequest(method=method, target=target, headers=headers, body=raw)
+        self.feed(name, ApiRequestReceived(request_id=self._request_ids, request=request))
+        return self._request_ids
+
+    def call(self, name: str, method: str, target: str, body: Any = None) -> HttpResponse:
+        """A request whose answer comes once the messages it causes have settled."""
+        rid = self.request(name, method, target, body)
+        self.settle()
+        return self.responses.pop(rid)
+
+    def advance(self, ms: int) -> None:
+        end = self.now_ms + ms
+        while True:
+            self.settle()
+            due = [
+                (d, n)
+                for n, node in self.nodes.items()
+                if n not in self.down and (d := node.next_deadline_ms()) is not None
+            ]
+            next_ms = min((d for d, _ in due), default=None)
+            if next_ms is None or next_ms > end:
+                break
+            self.now_ms = max(self.now_ms, next_ms)
+            for deadline, name in sorted(due):
+                if deadline <= self.now_ms:
+                    self.feed(name, TimerExpired())
+        self.now_ms = end
+        self.settle()
+
+    def answer(self, delivery: Delivery, status: int) -> None:
+        event = DeliveryResponded(delivery_id=delivery.action.delivery_id, status=status)
+        self.feed(delivery.node, event)
+        self.settle()
+
+    def set_members(self, members: list[str]) -> None:
+        for name in self.names:
+            self.membership[name].set_members(tuple(members))
+            self.feed(name, TimerExpired())
+        self.settle()
+
+    def holders(self, queue: str, task_id: str) -> dict[str, str]:
+        """node -> state of its copy, for every node that has one."""
+        return {
+            n: task.state.value
+            for n, node in self.nodes.items()
+            if n not in self.down and (task := node.tasks.get(queue, task_id)) is not None
+        }
+
+
+def _with_id(config: NodeConfig, name: str) -> NodeConfig:
+    from dataclasses import replace
+
+    return replace(config, node_id=name)

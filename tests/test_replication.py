@@ -1,0 +1,190 @@
+"""The replication, claim and cancel protocol, one rule per test, on in-memory nodes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.retry import RetryPolicy
+
+from .cluster_driver import T0_MS, Cluster
+
+A, B, C = "a:1", "b:1", "c:1"
+URL = "http://receiver:9000/work"
+CONFIG = NodeConfig(replicas=2, replica_delay_ms=5_000, claim_lease_ms=3_000)
+
+
+def enqueue(cluster: Cluster, via: str, **task: object) -> dict[str, object]:
+    reply = cluster.call(via, "POST", "/q", {"url": URL, **task})
+    assert reply.status == 200, reply.body
+    result: dict[str, object] = reply.json()
+    return result
+
+
+def test_enqueue_is_acknowledged_only_after_every_copy_is_stored() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    rid = cluster.request(A, "POST", "/q", {"url": URL, "countdown": 10})
+    assert rid not in cluster.responses  # the remote copy is not stored yet
+    cluster.settle()
+    body = cluster.responses[rid].json()
+    assert (body["status"], body["replicas"]) == ("scheduled", 2)
+    assert sorted(cluster.holders("q", body["id"]).values()) == ["scheduled", "scheduled"]
+
+
+def test_enqueue_is_an_error_when_a_holder_does_not_answer_in_time() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    cluster.down = {B, C}
+    rid = cluster.request(A, "POST", "/q", {"url": URL, "id": "job-1"})
+    cluster.advance(CONFIG.placement_timeout_ms)
+    reply = cluster.responses[rid]
+    assert reply.status == 503
+    assert "of 2 copies" in reply.json()["error"]
+    assert "same task id" in reply.json()["error"]
+
+
+def test_copy_k_is_due_at_eta_plus_k_replica_delays() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = enqueue(cluster, A, countdown=10)["id"]
+    assert isinstance(task_id, str)
+    due = sorted(
+        node.tasks.get("q", task_id).due_ms  # type: ignore[union-attr]
+        for name, node in cluster.nodes.items()
+        if name in cluster.holders("q", task_id)
+    )
+    assert due == [T0_MS + 10_000, T0_MS + 15_000]
+
+
+def test_first_copies_spread_over_the_members() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    firsts = {A: 0, B: 0, C: 0}
+    for _ in range(300):
+        task_id = enqueue(cluster, A)["id"]
+        for name, node in cluster.nodes.items():
+            task = node.tasks.get("q", str(task_id))
+            if task is not None and task.copy_index == 0:
+                firsts[name] += 1
+    assert max(firsts.values()) <= 0.45 * 300
+
+
+def test_a_delivering_holder_holds_the_other_copies_back_until_it_succeeds() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = enqueue(cluster, A)["id"]
+    (first,) = cluster.deliveries
+    cluster.advance(60_000)  # a slow receiver: the claim is renewed while we wait
+    assert len(cluster.deliveries) == 1
+    cluster.answer(first, 200)
+    assert sorted(cluster.holders("q", str(task_id)).values()) == ["succeeded", "succeeded"]
+    cluster.advance(60_000)
+    assert len(cluster.deliveries) == 1
+
+
+def test_a_finished_task_is_not_revived_by_a_late_copy() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A)["id"])
+    (first,) = cluster.deliveries
+    cluster.answer(first, 200)
+    holders = cluster.holders("q", task_id)
+    other = next(n for n in holders if n != first.node)
+    copy = cluster.nodes[other].tasks.get("q", task_id)
+    assert copy is not None and copy.state.value == "succeeded"
+    again = cluster.call(A, "POST", "/q", {"url": URL, "id": task_id})
+    assert again.json()["status"] == "duplicate"
+    cluster.advance(60_000)
+    assert len(cluster.deliveries) == 1
+
+
+def test_when_the_first_holder_is_dead_the_next_copy_fires_at_its_own_time() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    first = next(
+        n for n, node in cluster.nodes.items()
+        if (t := node.tasks.get("q", task_id)) is not None and t.copy_index == 0
+    )
+    cluster.down.add(first)
+    cluster.advance(14_999)
+    assert cluster.deliveries == []
+    cluster.advance(1)
+    (delivery,) = cluster.deliveries
+    assert delivery.at_ms == T0_MS + 15_000
+    assert delivery.node != first
+
+
+def test_when_the_claimant_dies_mid_delivery_the_next_copy_fires_after_the_lease() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    enqueue(cluster, A)
+    (first,) = cluster.deliveries
+    cluster.down.add(first.node)
+    cluster.advance(CONFIG.replica_delay_ms + CONFIG.claim_lease_ms)
+    (second,) = cluster.deliveries[1:]
+    assert second.node != first.node
+    assert second.at_ms <= T0_MS + CONFIG.replica_delay_ms + CONFIG.claim_lease_ms
+
+
+def test_a_failing_holder_keeps_the_task_and_the_retry_count_travels() -> None:
+    config = replace(CONFIG, retry=RetryPolicy(min_backoff_ms=1_000, retry_limit=5))
+    cluster = Cluster([A, B, C], config)
+    enqueue(cluster, A)
+    (first,) = cluster.deliveries
+    cluster.answer(first, 500)
+    cluster.advance(1_000)
+    (second,) = cluster.deliveries[1:]
+    assert second.node == first.node  # the claim held the other copy back
+    assert dict(second.action.request.headers)["x-task-retry-count"] == "1"
+
+
+def test_cancel_through_a_node_that_holds_no_copy_cancels_every_copy() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    outsider = next(n for n in (A, B, C) if n not in cluster.holders("q", task_id))
+    reply = cluster.call(outsider, "DELETE", f"/q/{task_id}")
+    assert reply.status == 200, reply.body
+    assert sorted(cluster.holders("q", task_id).values()) == ["cancelled", "cancelled"]
+    cluster.advance(60_000)
+    assert cluster.deliveries == []
+
+
+def test_cancel_is_not_confirmed_while_a_holder_is_unreachable() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    holders = list(cluster.holders("q", task_id))
+    cluster.down.add(holders[1])
+    rid = cluster.request(holders[0], "DELETE", f"/q/{task_id}")
+    cluster.advance(CONFIG.peer_answer_timeout_ms)
+    reply = cluster.responses[rid]
+    assert reply.status == 503
+    assert "not confirmed" in reply.json()["error"]
+
+
+def test_get_through_any_node_shows_the_most_advanced_copy() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A)["id"])
+    (first,) = cluster.deliveries
+    cluster.answer(first, 200)
+    for name in (A, B, C):
+        task = cluster.call(name, "GET", f"/q/{task_id}").json()
+        assert task["state"] == "succeeded"
+        assert len(task["copies"]) == 2
+    assert cluster.call(A, "GET", "/q/unknown").status == 404
+
+
+def test_a_member_leaving_gets_its_copies_made_again_elsewhere() -> None:
+    cluster = Cluster([A, B, C], replace(CONFIG, replicas=2))
+    ids = [str(enqueue(cluster, A, countdown=100)["id"]) for _ in range(30)]
+    cluster.down.add(C)
+    cluster.set_members([A, B])
+    for task_id in ids:
+        assert sorted(n for n in cluster.holders("q", task_id) if n != C) == [A, B]
+
+
+def test_the_same_id_enqueued_on_two_nodes_at_once_is_one_task_delivered_once() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    first = cluster.request(A, "POST", "/q", {"url": URL, "id": "order-1"})
+    second = cluster.request(B, "POST", "/q", {"url": URL, "id": "order-1"})
+    cluster.settle()
+    statuses = sorted(cluster.responses[r].json()["status"] for r in (first, second))
+    assert "error" not in statuses
+    cluster.advance(60_000)
+    (delivery,) = cluster.deliveries
+    cluster.answer(delivery, 200)
+    cluster.advance(60_000)
+    assert len(cluster.deliveries) == 1
