@@ -19,17 +19,47 @@ from miyamoto.logic.events import (
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
 from miyamoto.logic.node import Node
-from miyamoto.logic.peer import PeerMessage
-from miyamoto.logic.single_member import FixedMembership, FixedView
+from miyamoto.logic.messages import Envelope, Outgoing, PeerMessage
 
 T0_MS = 1_700_000_000_000
 
 
-class SettableMembership(FixedMembership):
-    """A fixed member list the test can change (standing in for a new epoch)."""
+class FixedMembership:
+    """A member list the test sets by hand, standing in for the elected membership so that
+    replication rules are tested without heartbeats in the way. Each change is a new epoch."""
+
+    def __init__(self, self_id: str, members: tuple[str, ...]) -> None:
+        self.self_id = self_id
+        self.members = tuple(sorted(members))
+        self.epoch = 1
 
     def set_members(self, members: tuple[str, ...]) -> None:
-        self._view = FixedView(members=tuple(sorted(members)), leader=min(members))
+        self.members = tuple(sorted(members))
+        self.epoch += 1
+
+    def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]:
+        return []
+
+    def handle_timer(self, now_ms: int) -> list[Outgoing]:
+        return []
+
+    def next_deadline_ms(self) -> int | None:
+        return None
+
+    def stamp(self, message: PeerMessage) -> Envelope:
+        return Envelope(
+            sender=self.self_id, incarnation=1, cluster_id=1, term=1, epoch=self.epoch,
+            message=message,
+        )
+
+    def admit(self, envelope: Envelope, now_ms: int) -> bool:
+        return True
+
+    def note_malformed(self) -> None:
+        pass
+
+    def view(self) -> Any:
+        raise NotImplementedError("not needed by these tests")
 
 
 @dataclass
@@ -50,7 +80,7 @@ class Cluster:
     now_ms: int = T0_MS
 
     def __post_init__(self) -> None:
-        self.membership = {n: SettableMembership(tuple(self.names)) for n in self.names}
+        self.membership = {n: FixedMembership(n, tuple(self.names)) for n in self.names}
         self.nodes = {
             n: Node(
                 _with_id(self.config, n),
@@ -60,7 +90,7 @@ class Cluster:
             )
             for n in self.names
         }
-        self.inbox: list[tuple[str, str, PeerMessage]] = []
+        self.inbox: list[tuple[str, Envelope]] = []
         self.deliveries: list[Delivery] = []
         self.responses: dict[int, HttpResponse] = {}
         self.down: set[str] = set()
@@ -75,15 +105,15 @@ class Cluster:
                     self.responses[rid] = response
                 case StartDelivery():
                     self.deliveries.append(Delivery(name, action, self.now_ms))
-                case SendPeerMessage(to=to, message=message):
-                    self.inbox.append((name, to, message))
+                case SendPeerMessage(to=to, envelope=envelope):
+                    self.inbox.append((to, envelope))
 
     def settle(self) -> None:
         """Delivers every message in flight (and those they cause), in order."""
         while self.inbox:
-            sender, to, message = self.inbox.pop(0)
-            if sender not in self.down and to in self.nodes:
-                self.feed(to, PeerMessageReceived(sender=sender, message=message))
+            to, envelope = self.inbox.pop(0)
+            if envelope.sender not in self.down and to in self.nodes:
+                self.feed(to, PeerMessageReceived(envelope=envelope))
 
     def request(self, name: str, method: str, target: str, body: Any = None) -> int:
         self._request_ids += 1

@@ -24,7 +24,7 @@ T0_MS = 1_700_000_000_000
 
 class NodeDriver:
     def __init__(self, config: NodeConfig | None = None, *, now_ms: int = T0_MS) -> None:
-        self.node = Node(config or NodeConfig(), random.Random(7))
+        self.node = Node(config or NodeConfig(), random.Random(7), now_ms)
         self.now_ms = now_ms
         self.deliveries: list[StartDelivery] = []
         """Every StartDelivery so far, in order."""
@@ -94,6 +94,6 @@ class NodeDriver:
 
 
 def header(delivery: StartDelivery, name: str) -> str:
-    values = [v for k, v in delivery.request.headers if k == name]
+    values = [v for k, v in delivery.request.headers if k.lower() == name]
     assert len(values) == 1, (name, delivery.request.headers)
     return values[0]

@@ -21,7 +21,6 @@ def test_form_enqueue_is_delivered_at_its_countdown_with_its_params_and_headers(
     body = reply.json()
     assert body["status"] == "scheduled"
     task_id = body["id"]
-    assert d.node.next_deadline_ms() == T0_MS + 5000
     assert d.advance(4999) == []
     (delivery,) = d.advance(1)
     request = delivery.request
@@ -173,8 +172,7 @@ def test_deliveries_in_flight_are_capped_and_the_rest_wait_their_turn() -> None:
     started = d.advance(0)
     assert len(started) == 2
     d.respond(started[0], 200)
-    assert len(d.deliveries) == 3
-    assert d.node.next_deadline_ms() is not None  # the third waits on a slot, not a timer
+    assert len(d.deliveries) == 3  # the third waited for a slot, not for a timer
 
 
 def test_a_full_node_refuses_new_tasks_with_507_and_keeps_the_old_ones() -> None:

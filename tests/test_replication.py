@@ -9,7 +9,7 @@ from miyamoto.logic.retry import RetryPolicy
 
 from .cluster_driver import T0_MS, Cluster
 
-A, B, C = "a:1", "b:1", "c:1"
+A, B, C = "a:1", "b:1", "c:1"  # node ids as host:port
 URL = "http://receiver:9000/work"
 CONFIG = NodeConfig(replicas=2, replica_delay_ms=5_000, claim_lease_ms=3_000)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .http import Headers, HttpResponse
-from .peer import PeerMessage
+from .messages import Envelope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,10 +47,11 @@ class StartDelivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendPeerMessage:
-    """Send `message` to node `to`. Delivery is best effort: the protocol survives loss."""
+    """Send `envelope` to node `to` (encode it with `codec.encode`). Best effort: the protocols
+    survive loss, duplication and reordering."""
 
     to: str
-    message: PeerMessage
+    envelope: Envelope
 
 
 Action: TypeAlias = SendApiResponse | StartDelivery | SendPeerMessage

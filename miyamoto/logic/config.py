@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from .limits import Limits
+from .membership import ClusterTiming
 from .retry import RetryPolicy
 
 
@@ -34,6 +35,8 @@ class NodeConfig:
     """How long GET and DELETE of a task wait for the other members' answers."""
     repair_retry_ms: int = 2_000
     """How often copies sent by a repair are sent again until acknowledged."""
+    timing: ClusterTiming = field(default_factory=ClusterTiming)
+    """Heartbeats, election and member timeouts."""
 
     def __post_init__(self) -> None:
         assert 0 < self.delivery_deadline_ms <= self.limits.delivery_deadline_ms_max

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .http import Headers, HttpRequest
-from .peer import PeerMessage
+from .messages import Envelope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,10 +56,9 @@ class TimerExpired:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerMessageReceived:
-    """A message from another node, already decoded and checked by the codec."""
+    """A message from another node, already decoded (and so checked) by the codec."""
 
-    sender: str
-    message: PeerMessage
+    envelope: Envelope
 
 
 Event: TypeAlias = (

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import random
-from typing import assert_never
+from typing import Protocol, assert_never
 
 from .actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
+from .codec import PeerProtocolError, decode
 from .config import NodeConfig
 from .delivery import build_request, is_success, retry_after_ms
 from .enqueue_parse import parse_enqueue, validate_queue_name
@@ -30,9 +31,10 @@ from .events import (
 )
 from .http import HttpRequest, HttpResponse, error_response, json_response
 from .local_tasks import WAITING, LocalTasks
-from .peer import Outgoing
+from .membership import ClusterView, Membership
+from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope, Outgoing, PeerMessage
 from .pending import PendingCancel, PendingEnqueue, PendingQuery, Placement
-from .render import task_json
+from .render import cluster_json, task_json
 from .replica_messages import (
     CancelResult,
     CancelTask,
@@ -50,7 +52,6 @@ from .replica_messages import (
 from .retry import RetryPolicy
 from .ring import placement
 from .routes import Operation, Route, route
-from .single_member import FixedMembership
 from .task import Task, TaskSpec, TaskState
 
 __all__ = ["Node", "NodeConfig", "new_task_id"]
@@ -68,6 +69,22 @@ def new_task_id(rng: random.Random) -> str:
 Pending = PendingEnqueue | PendingQuery | PendingCancel
 
 
+class MembershipLayer(Protocol):
+    """What the node uses of `Membership` (tests may stand in a fixed member list)."""
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+    @property
+    def epoch(self) -> int: ...
+    def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]: ...
+    def handle_timer(self, now_ms: int) -> list[Outgoing]: ...
+    def next_deadline_ms(self) -> int | None: ...
+    def stamp(self, message: PeerMessage) -> Envelope: ...
+    def admit(self, envelope: Envelope, now_ms: int) -> bool: ...
+    def note_malformed(self) -> None: ...
+    def view(self) -> ClusterView: ...
+
+
 class Node:
     def __init__(
         self,
@@ -75,18 +92,25 @@ class Node:
         rng: random.Random,
         now_ms: int = 0,
         *,
-        membership: FixedMembership | None = None,
+        membership: MembershipLayer | None = None,
     ) -> None:
         self.config = config
         self.rng = rng
         self.tasks = LocalTasks(retention_ms=config.retention_ms)
-        self.membership = membership or FixedMembership((config.node_id,))
+        self.membership: MembershipLayer = membership or Membership(
+            self_id=config.node_id,
+            seed_id=config.seed_id or config.node_id,
+            config=config.timing,
+            rng=rng,
+            now_ms=now_ms,
+        )
         self._pending: dict[int, Pending] = {}
         """API request id -> the request waiting for peers."""
         self._refs: dict[int, tuple[int, int]] = {}
         """StoreCopy ref -> (API request id, index of the task in that request)."""
         self._next_ref = 1
         self._members_seen: tuple[str, ...] = ()
+        self._epoch_seen = -1
         self._repair_at_ms: int | None = None
         self._unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
@@ -98,6 +122,7 @@ class Node:
 
     def handle(self, event: Event, now_ms: int) -> list[Action]:
         actions: list[Action] = []
+        self._sync_members(now_ms, actions)
         match event:
             case ApiRequestReceived(request_id=request_id, request=request):
                 response = self._answer(request_id, request, now_ms, actions)
@@ -105,12 +130,8 @@ class Node:
                     actions.append(SendApiResponse(request_id=request_id, response=response))
             case DeliveryResponded() | DeliveryFailed():
                 self._delivery_finished(event, now_ms, actions)
-            case PeerMessageReceived(sender=sender, message=message):
-                self.stats["peer_messages_received"] += 1
-                if not isinstance(message, ReplicaMessage):
-                    self._send(self.membership.handle_message(sender, message, now_ms), actions)
-                else:
-                    self._replica_message(sender, message, now_ms, actions)
+            case PeerMessageReceived(envelope=envelope):
+                self._peer_message(envelope, now_ms, actions)
             case TimerExpired():
                 self._timers(now_ms, actions)
             case _:
@@ -132,7 +153,8 @@ class Node:
 
     @property
     def members(self) -> tuple[str, ...]:
-        return self.membership.view().members
+        """The current member list (sorted ids); copies are placed on these."""
+        return self._members_seen
 
     # -- around every event ----------------------------------------------------------------------
 
@@ -148,20 +170,53 @@ class Node:
             self._renew_claims(now_ms, actions)
 
     def _after(self, now_ms: int, actions: list[Action]) -> None:
-        members = self.members
-        if members != self._members_seen:
-            # Copies on members that left must be made again elsewhere; any member may now be
-            # the lowest surviving holder of some task.
-            self._members_seen = members
-            self._repair(now_ms, actions)
+        self._sync_members(now_ms, actions)
         self._start_due_deliveries(now_ms, actions)
+
+    def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
+        if self.membership.epoch != self._epoch_seen:
+            self._epoch_seen = self.membership.epoch
+            members = self.membership.members or (self.config.node_id,)
+            if members != self._members_seen:
+                # Copies on members that left must be made again elsewhere; any member may now
+                # be the lowest surviving holder of some task.
+                self._members_seen = members
+                self._repair(now_ms, actions)
 
     def _send(self, outgoing: list[Outgoing], actions: list[Action]) -> None:
         for item in outgoing:
-            actions.append(SendPeerMessage(to=item.to, message=item.message))
+            actions.append(SendPeerMessage(to=item.to, envelope=item.envelope))
 
     def _tell(self, to: str, message: ReplicaMessage, actions: list[Action]) -> None:
-        actions.append(SendPeerMessage(to=to, message=message))
+        envelope = self.membership.stamp(message)
+        actions.append(SendPeerMessage(to=to, envelope=envelope))
+
+    def _peer_message(self, envelope: Envelope, now_ms: int, actions: list[Action]) -> None:
+        message = envelope.message
+        if isinstance(message, MEMBERSHIP_MESSAGE_TYPES):
+            self._send(self.membership.handle_message(envelope, now_ms), actions)
+        elif self.membership.admit(envelope, now_ms):
+            self._replica_message(envelope.sender, message, now_ms, actions)
+
+    def _peer_batch(self, body: bytes, now_ms: int, actions: list[Action]) -> HttpResponse:
+        """`POST /_peer`: envelopes encoded by the codec, one per line."""
+        refused: list[str] = []
+        accepted = 0
+        for line in body.split(b"\n"):
+            if not line:
+                continue
+            try:
+                envelope = decode(line)
+            except PeerProtocolError as error:
+                self.membership.note_malformed()
+                refused.append(str(error))
+                continue
+            accepted += 1
+            self._peer_message(envelope, now_ms, actions)
+        if refused:
+            message = f"refused {len(refused)} of {len(refused) + accepted} messages: {refused[0]}"
+            return error_response(400, message)
+        return json_response(200, {"status": "ok", "accepted": accepted})
 
     def _others(self, task: Task) -> list[str]:
         me = self.config.node_id
@@ -189,6 +244,10 @@ class Node:
     ) -> HttpResponse | None:
         if where.operation is Operation.HEALTH:
             return json_response(200, {"status": "ok", "node": self.config.node_id})
+        if where.operation is Operation.PEER:
+            return self._peer_batch(request.body, now_ms, actions)
+        if where.operation is Operation.CLUSTER:
+            return json_response(200, cluster_json(self.membership.view(), len(self.tasks)))
         queue = validate_queue_name(where.queue, self.config.limits)
         match where.operation:
             case Operation.ENQUEUE:
@@ -216,7 +275,7 @@ class Node:
                 result = self._cancel_copy(0, queue, where.task_id, now_ms, actions)
                 cancel.add(self.config.node_id, result.state, result.holders)
                 return self._fan_out(cancel, CancelTask, actions)
-            case Operation.HEALTH:
+            case Operation.HEALTH | Operation.PEER | Operation.CLUSTER:
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from .membership import ClusterView
 from .task import Task, TaskState
 
 
@@ -32,4 +34,19 @@ def task_json(task: Task) -> dict[str, Any]:
         "last_error": task.last_error,
         "last_response": None if excerpt is None else excerpt.decode("utf-8", "replace"),
         "finished": seconds(task.finished_ms),
+    }
+
+
+def cluster_json(view: ClusterView, copies_held: int) -> dict[str, Any]:
+    """`GET /_cluster`: this node's view of the cluster."""
+    return {
+        "node": view.self_id,
+        "role": view.role.value,
+        "leader": view.leader,
+        "term": view.term,
+        "epoch": view.epoch,
+        "members": [{"node": m.id, "state": m.state.value} for m in view.members],
+        "in_majority": view.in_majority,
+        "copies_held": copies_held,
+        "stats": dataclasses.asdict(view.stats),
     }

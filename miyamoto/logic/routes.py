@@ -11,6 +11,8 @@ from .errors import ClientError
 
 class Operation(enum.Enum):
     HEALTH = "health"
+    CLUSTER = "cluster"
+    PEER = "peer"
     ENQUEUE = "enqueue"
     QUEUE_INFO = "queue_info"
     TASK_INFO = "task_info"
@@ -24,6 +26,13 @@ class Route:
     task_id: str = ""
     query: tuple[tuple[str, str], ...] = ()
 
+
+_NODE_PATHS: dict[str, tuple[str, Operation]] = {
+    "_health": ("GET", Operation.HEALTH),
+    "_cluster": ("GET", Operation.CLUSTER),
+    "_peer": ("POST", Operation.PEER),
+}
+"""The node's own paths (they start with `_`, which queue names may not)."""
 
 _ALLOWED: dict[int, tuple[tuple[str, Operation], ...]] = {
     1: (("POST", Operation.ENQUEUE), ("GET", Operation.QUEUE_INFO)),
@@ -40,11 +49,13 @@ def route(method: str, target: str) -> Route:
     if segments and segments[-1] == "" and len(segments) > 1:
         segments.pop()  # a trailing slash names the same resource
     if segments and segments[0].startswith("_"):
-        if segments == ["_health"]:
-            if method not in ("GET", "HEAD"):
-                raise ClientError(405, f"{method} is not allowed on /_health; use GET")
-            return Route(operation=Operation.HEALTH)
-        raise ClientError(404, f"no such node path: {parts.path}")
+        node_path = _NODE_PATHS.get("/".join(segments))
+        if node_path is None:
+            raise ClientError(404, f"no such node path: {parts.path}")
+        allowed_method, operation = node_path
+        if method != allowed_method:
+            raise ClientError(405, f"{method} is not allowed on {parts.path}; use {allowed_method}")
+        return Route(operation=operation)
     allowed = _ALLOWED.get(len(segments))
     if allowed is None or segments[0] == "":
         raise ClientError(404, "no such path: use /{queue} or /{queue}/{task id}")

@@ -1,0 +1,326 @@
+"""Serve the HTTP API with h11 on a trio listener: bytes in, `HttpRequest` out, `HttpResponse` back.
+
+The server knows nothing about tasks. It reads one complete request at a time per connection
+(which also makes pipelining safe), hands it to an async `RequestHandler`, and writes the answer.
+It enforces only what protects the process itself: header and body size limits, read timeouts
+so idle or slow clients cannot hold sockets forever, and a cap on concurrent connections.
+Every refusal is a JSON error `{"status": "error", "error": "..."}` that states the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import NoReturn
+
+import h11
+import trio
+
+from .. import __version__
+from ..logic.http import Headers, HttpRequest, HttpResponse, error_response
+from ..logic.limits import Limits
+
+log = logging.getLogger("miyamoto.io.http_server")
+
+RequestHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+"""Answers one complete API request. Exceptions it raises are bugs: logged, answered with 500."""
+
+SERVER_HEADER = f"miyamoto/{__version__}"
+RECEIVE_BYTES_MAX = 64 * 1024
+"""Bytes read from a socket at once; with the limits this bounds a connection's buffers."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    limits: Limits = field(default_factory=Limits)
+    keep_alive_timeout_s: float = 60.0
+    """An idle keep-alive connection with no new request for this long is closed."""
+    request_timeout_s: float = 30.0
+    """From its first byte, a whole request (head and body) must arrive within this, or 408."""
+    handler_timeout_s: float = 60.0
+    """The node must answer a request within this, or the client gets a 503."""
+    send_timeout_s: float = 30.0
+    """A client that does not read its response within this is dropped."""
+    close_linger_s: float = 2.0
+    """After an error response, unread input is drained for this long before closing, so the
+    client sees our answer instead of a reset."""
+    connections_max: int = 10_000
+    """Connections served at once; more are answered 503 and closed."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "keep_alive_timeout_s",
+            "request_timeout_s",
+            "handler_timeout_s",
+            "send_timeout_s",
+            "close_linger_s",
+        ):
+            value = getattr(self, name)
+            assert math.isfinite(value) and value > 0, (name, value)
+        assert self.connections_max >= 1, self.connections_max
+
+
+async def open_api_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
+    """Listen on host:port; the listeners and the bound port (port 0 picks a free one)."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound_port: int = listeners[0].socket.getsockname()[1]
+    return listeners, bound_port
+
+
+async def serve_api(
+    handler: RequestHandler,
+    listeners: list[trio.SocketListener],
+    *,
+    settings: ServerSettings | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve `handler` on `listeners` forever; `task_status.started()` once accepting."""
+    server = ApiServer(handler, settings or ServerSettings())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
+        task_status.started()
+    raise AssertionError("unreachable: serve_listeners never returns")
+
+
+class ApiServer:
+    """Serves connections; one per `serve_connection` call, each in its own task."""
+
+    def __init__(self, handler: RequestHandler, settings: ServerSettings) -> None:
+        self._handler = handler
+        self._settings = settings
+        self.connections = 0
+        """Connections being served right now."""
+
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one accepted connection until it closes. Never raises (except Cancelled)."""
+        if self.connections >= self._settings.connections_max:
+            await _refuse_busy(stream, self._settings.connections_max)
+            return
+        self.connections += 1
+        try:
+            await _ApiConnection(stream, self._handler, self._settings).serve()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away; nothing to answer
+        except Exception:
+            # A bug (ours or the handler's): say so loudly, lose only this connection.
+            log.exception("error serving an API connection; closing it")
+        finally:
+            self.connections -= 1
+
+
+async def _refuse_busy(stream: trio.SocketStream, connections_max: int) -> None:
+    """Answer 503 without reading anything, then close: cheap, and bounded in time."""
+    response = error_response(
+        503, f"this node serves {connections_max} connections at once, its limit; retry later"
+    )
+    connection = h11.Connection(h11.SERVER)
+    data = _encode_response(connection, response, close=True, head_only=False)
+    with trio.move_on_after(1.0), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(data)
+
+
+class _Refusal(Exception):
+    """A request we answer with an error and then close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ApiConnection:
+    def __init__(
+        self, stream: trio.SocketStream, handler: RequestHandler, settings: ServerSettings
+    ) -> None:
+        self._stream = stream
+        self._handler = handler
+        self._settings = settings
+        self._limits = settings.limits
+        # h11 refuses (431) a request head that grows past this before it is complete.
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=settings.limits.request_headers_bytes_max
+        )
+        self._read_scope = trio.CancelScope()
+        self._request_started = False
+
+    async def serve(self) -> None:
+        while True:
+            request = await self._receive_request()
+            if request is None:
+                return
+            response, close = await self._answer(request)
+            await self._send(response, close=close, head_only=request.method == "HEAD")
+            if close or self._h11.our_state is not h11.DONE:
+                return  # e.g. the client sent Connection: close, or spoke HTTP/1.0
+            self._h11.start_next_cycle()
+
+    async def _receive_request(self) -> HttpRequest | None:
+        """The next complete request, or None once the connection is to be closed."""
+        settings = self._settings
+        pipelined = bool(self._h11.trailing_data[0])
+        self._request_started = pipelined
+        timeout_s = settings.request_timeout_s if pipelined else settings.keep_alive_timeout_s
+        self._read_scope = trio.CancelScope(deadline=trio.current_time() + timeout_s)
+        try:
+            with self._read_scope:
+                return await self._read_request()
+        except _Refusal as refusal:
+            await self._refuse(refusal.status, refusal.message)
+            return None
+        except h11.RemoteProtocolError as error:
+            if error.error_status_hint == 431:
+                await self._refuse(431, self._headers_too_large())
+            else:
+                await self._refuse(400, f"malformed HTTP request: {error}")
+            return None
+        # Only a timeout gets here. An idle keep-alive is closed silently; a slow request is not.
+        if self._request_started:
+            timeout = settings.request_timeout_s
+            await self._refuse(408, f"the request did not arrive within {timeout:g} s")
+        return None
+
+    async def _read_request(self) -> HttpRequest | None:
+        event = await self._next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        assert isinstance(event, h11.Request), event
+        # h11 bounds only an incomplete head; one that arrived whole in one read is checked here.
+        head_bytes = (
+            len(event.method)
+            + len(event.target)
+            + sum(len(name) + len(value) + 4 for name, value in event.headers)
+        )
+        if head_bytes > self._limits.request_headers_bytes_max:
+            raise _Refusal(431, self._headers_too_large())
+        headers: Headers = tuple(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+        )
+        body_max = self._limits.request_body_bytes_max
+        too_large = f"the request body is over the limit of {body_max} bytes"
+        for name, value in event.headers:
+            # h11 has validated the value as digits and refused conflicting ones.
+            if name == b"content-length" and int(value) > body_max:
+                raise _Refusal(413, too_large)  # before 100 Continue: the body never comes
+        body = bytearray()
+        while True:
+            part = await self._next_event()
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > body_max:  # chunked bodies announce no length
+                    raise _Refusal(413, too_large)
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:
+                raise AssertionError(f"h11 gave {part!r} inside a request body")
+        return HttpRequest(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            headers=headers,
+            body=bytes(body),
+        )
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            event = self._h11.next_event()
+            if isinstance(event, h11.Event):
+                return event
+            # Not PAUSED: that comes only after a complete request, and we read one at a time.
+            assert event is h11.NEED_DATA, event
+            if self._h11.they_are_waiting_for_100_continue:
+                # The client (curl, for bodies over 1 KiB) waits for this before sending the body.
+                go_ahead = h11.InformationalResponse(
+                    status_code=100, headers=_basic_headers(), reason=b"Continue"
+                )
+                await self._stream.send_all(self._h11.send(go_ahead))
+            data = await self._stream.receive_some(RECEIVE_BYTES_MAX)
+            if data and not self._request_started:
+                # The idle wait is over: the whole request now has request_timeout_s.
+                self._request_started = True
+                self._read_scope.deadline = trio.current_time() + self._settings.request_timeout_s
+            self._h11.receive_data(data)
+
+    async def _answer(self, request: HttpRequest) -> tuple[HttpResponse, bool]:
+        """The handler's response, and whether to close the connection after it."""
+        timeout_s = self._settings.handler_timeout_s
+        with trio.move_on_after(timeout_s):
+            try:
+                return await self._handler(request), False
+            except Exception:
+                log.exception("error answering %s %s", request.method, request.target)
+                return error_response(500, "internal error; the node logged it"), True
+        return error_response(503, f"the node did not answer within {timeout_s:g} s"), False
+
+    def _headers_too_large(self) -> str:
+        limit = self._limits.request_headers_bytes_max
+        return f"the request line and headers are over the limit of {limit} bytes"
+
+    async def _send(self, response: HttpResponse, *, close: bool, head_only: bool) -> None:
+        data = _encode_response(self._h11, response, close=close, head_only=head_only)
+        with trio.move_on_after(self._settings.send_timeout_s) as scope:
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            raise trio.BrokenResourceError("the client did not read its response in time")
+
+    async def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` (if the connection is still in a state to) and close gently."""
+        if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            await self._send(error_response(status, message), close=True, head_only=False)
+        # Closing with unread input makes the kernel send a reset, which can destroy the response
+        # before the client reads it; so stop writing, then drain for a bounded time.
+        try:
+            await self._stream.send_eof()
+            with trio.move_on_after(self._settings.close_linger_s):
+                while await self._stream.receive_some(RECEIVE_BYTES_MAX):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _encode_response(
+    connection: h11.Connection, response: HttpResponse, *, close: bool, head_only: bool
+) -> bytes:
+    """The bytes of `response`: its headers plus Content-Length, Date, Server (and Connection)."""
+    has_body = response.status >= 200 and response.status not in (204, 304)
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers
+        if name.lower() not in _HEADERS_WE_SET
+    ]
+    headers += _basic_headers()
+    if has_body:
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
+    data = connection.send(
+        h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status))
+    )
+    if has_body and not head_only and response.body:
+        data += connection.send(h11.Data(data=response.body))
+    data += connection.send(h11.EndOfMessage())
+    return data
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""  # a status without a standard phrase; the reason is optional anyway
+
+
+_HEADERS_WE_SET = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _basic_headers() -> list[tuple[bytes, bytes]]:
+    global _date_cache
+    now_s = int(time.time())
+    if _date_cache[0] != now_s:  # formatting a date per response is measurable; once a second
+        _date_cache = (now_s, formatdate(now_s, usegmt=True).encode("ascii"))
+    return [(b"date", _date_cache[1]), (b"server", SERVER_HEADER.encode("ascii"))]

@@ -1,0 +1,125 @@
+"""The Miyamoto daemon: `python -m miyamoto.io.node INTERFACE LEADER [--port 8088] [--help]`.
+
+`serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
+webhook client and the peer links) so tests can run a whole node in their own nursery; `main` is
+the command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import trio
+
+from .. import __version__
+from ..logic.node import Node, NodeConfig
+from .cli import Address, DaemonOptions, parse_args
+from .http_server import ServerSettings, open_api_listeners, serve_api
+from .peer_links import PeerLinks, PeerLinkSettings
+from .runtime import NodeRuntime, wall_clock_ms
+from .webhook_client import WebhookClient
+
+
+def split_node_id(node_id: str) -> Address:
+    """ "host:port" or "[v6]:port" as an Address."""
+    host, sep, port = node_id.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"node_id must be host:port, not {node_id!r}")
+    return Address(host=host.removeprefix("[").removesuffix("]"), port=int(port))
+
+
+async def serve_node(
+    config: NodeConfig,
+    *,
+    rng: random.Random | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+    server_settings: ServerSettings | None = None,
+    peer_link_settings: PeerLinkSettings | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
+
+    Port 0 serves on a free port, and the node's id then names the port actually bound.
+    """
+    address = split_node_id(config.node_id)
+    listeners, bound_port = await open_api_listeners(address.host, address.port)
+    if bound_port != address.port:
+        bound = Address(host=address.host, port=bound_port)
+        founder = config.seed_id in (None, config.node_id)
+        config = dataclasses.replace(
+            config, node_id=str(bound), seed_id=str(bound) if founder else config.seed_id
+        )
+    node = Node(config, rng or random.Random(), clock_ms())
+    client = WebhookClient(
+        connections_per_destination_max=config.limits.connections_per_destination_max
+    )
+    # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
+    peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
+    runtime = NodeRuntime(
+        node, deliver=client.deliver, send_peer=peer_links.send, clock_ms=clock_ms
+    )
+    settings = server_settings or ServerSettings(limits=config.limits)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer_links.run)  # before the node runs: it may send at once
+            await nursery.start(runtime.run)
+            await nursery.start(
+                partial(serve_api, runtime.handle_api_request, listeners, settings=settings)
+            )
+            task_status.started(bound_port)
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()
+
+
+async def _run_daemon(config: NodeConfig) -> int:
+    """Serve until SIGINT or SIGTERM; the exit status."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                bound_port = await nursery.start(partial(serve_node, config))
+            except OSError as error:
+                print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
+                return 1
+            host = split_node_id(config.node_id).host
+            url_host = f"[{host}]" if ":" in host else host
+            print(
+                f"miyamoto {__version__} serving on http://{url_host}:{bound_port}",
+                file=sys.stderr,
+                flush=True,
+            )
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                print(f"miyamoto: {name}, shutting down", file=sys.stderr, flush=True)
+                nursery.cancel_scope.cancel()
+                break
+    return 0
+
+
+def node_config(options: DaemonOptions) -> NodeConfig:
+    """The node's configuration from the command line (the rest keeps its defaults)."""
+    return NodeConfig(
+        node_id=options.node_id,
+        seed_id=options.seed_id,
+        replicas=options.replicas,
+        replica_delay_ms=round(options.replica_delay_s * 1000),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = node_config(parse_args(argv))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return trio.run(_run_daemon, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Run a node state machine for real: feed it events with the wall clock, carry out its actions.
+
+`NodeRuntime` owns one node. `feed(event)` calls `node.handle(event, now_ms)` and carries out
+every action at once: a `SendApiResponse` wakes the request handler waiting for it, a
+`StartDelivery` starts the delivery in the runtime's nursery, a `SendPeerMessage` goes to the peer
+transport (`send_peer`: `PeerLinks.send`, or nowhere while a node has none). A timer task sleeps
+until `node.next_deadline_ms()` and feeds `TimerExpired()`. trio runs one task at a time and `feed`
+never awaits, so any task may call it: the node never sees two events at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, assert_never
+
+import trio
+
+from ..logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
+from ..logic.events import (
+    ApiRequestReceived,
+    DeliveryError,
+    DeliveryFailed,
+    DeliveryResponded,
+    Event,
+    TimerExpired,
+)
+from ..logic.http import HttpRequest, HttpResponse
+from ..logic.messages import Envelope
+
+log = logging.getLogger("miyamoto.io.runtime")
+
+TIMER_SLEEP_S_MAX = 1.0
+"""The timer sleeps on trio's monotonic clock but deadlines are wall-clock ms: waking at least
+this often notices a wall clock that jumped."""
+
+ERROR_PAUSE_S = 1.0
+"""After the node raised on a timer, wait this long before trying again instead of spinning."""
+
+
+class NodeMachine(Protocol):
+    """What the runtime needs of a node: the sans-I/O interface of `miyamoto.logic.node.Node`."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]: ...
+
+    def next_deadline_ms(self) -> int | None: ...
+
+
+Deliver = Callable[[StartDelivery], Awaitable[DeliveryResponded | DeliveryFailed]]
+"""Carries out one delivery and reports its outcome (`WebhookClient.deliver`)."""
+
+SendPeer = Callable[[str, Envelope], None]
+"""Hands (destination, envelope) to the peer transport without waiting (`PeerLinks.send`; peer
+messages are best effort)."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _ResponseWaiter:
+    __slots__ = ("arrived", "response")
+
+    def __init__(self) -> None:
+        self.arrived = trio.Event()
+        self.response: HttpResponse | None = None
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        node: NodeMachine,
+        *,
+        deliver: Deliver,
+        send_peer: SendPeer | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._node = node
+        self._deliver = deliver
+        self._send_peer = send_peer
+        self.peer_messages_dropped = 0
+        """SendPeerMessage actions with no peer transport to carry them."""
+        self._clock_ms = clock_ms
+        self._nursery: trio.Nursery | None = None
+        self._request_ids = itertools.count(1)
+        self._waiters: dict[int, _ResponseWaiter] = {}
+        """Request handlers waiting for their SendApiResponse, by request id."""
+        self._deadline_may_have_changed = trio.Event()
+        self._armed_deadline_ms: int | None = None
+        """The deadline the timer task sleeps towards; None while it waits for any feed."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the timer and host deliveries until cancelled; `started()` once `feed` works."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await self._run_timer()
+            finally:
+                self._nursery = None
+
+    def feed(self, event: Event) -> None:
+        """Hand `event` to the node now and carry out every action it returns."""
+        nursery = self._nursery
+        assert nursery is not None, "feed() before run() started"
+        actions = self._node.handle(event, self._clock_ms())
+        # Wake the timer only for an earlier deadline: a later one it notices when it wakes.
+        deadline_ms = self._node.next_deadline_ms()
+        armed_ms = self._armed_deadline_ms
+        if deadline_ms is not None and (armed_ms is None or deadline_ms < armed_ms):
+            self._deadline_may_have_changed.set()
+        for action in actions:
+            match action:
+                case SendApiResponse(request_id=request_id, response=response):
+                    waiter = self._waiters.pop(request_id, None)
+                    if waiter is not None:  # None: the client went away meanwhile
+                        waiter.response = response
+                        waiter.arrived.set()
+                case StartDelivery():
+                    nursery.start_soon(self._carry_out_delivery, action)
+                case SendPeerMessage():
+                    self._carry_out_peer_message(action)
+                case _:
+                    assert_never(action)
+
+    async def handle_api_request(self, request: HttpRequest) -> HttpResponse:
+        """Feed `request` to the node and wait for its answer (an `http_server.RequestHandler`)."""
+        request_id = next(self._request_ids)
+        waiter = self._waiters[request_id] = _ResponseWaiter()  # before feed: it may answer at once
+        try:
+            self.feed(ApiRequestReceived(request_id=request_id, request=request))
+            await waiter.arrived.wait()
+        finally:
+            self._waiters.pop(request_id, None)
+        assert waiter.response is not None
+        return waiter.response
+
+    def _carry_out_peer_message(self, send: SendPeerMessage) -> None:
+        if self._send_peer is not None:
+            self._send_peer(send.to, send.envelope)
+            return
+        # A node alone never addresses peers; if it does without a transport, say so once.
+        if not self.peer_messages_dropped:
+            log.warning("no peer transport: dropping messages to peers, first to %s", send.to)
+        self.peer_messages_dropped += 1
+
+    async def _carry_out_delivery(self, start: StartDelivery) -> None:
+        try:
+            outcome: DeliveryResponded | DeliveryFailed = await self._deliver(start)
+        except Exception as error:
+            # A bug in the client. Report a failure anyway, or the task would wait forever.
+            log.exception("error delivering %s", start.request.target)
+            outcome = DeliveryFailed(
+                delivery_id=start.delivery_id,
+                error=DeliveryError.RESET,
+                detail=f"internal error in the webhook client: {error!r}",
+            )
+        try:
+            self.feed(outcome)
+        except Exception:
+            log.exception("the node failed to handle %r", outcome)
+
+    async def _run_timer(self) -> None:
+        while True:
+            self._deadline_may_have_changed = trio.Event()
+            deadline_ms = self._armed_deadline_ms = self._node.next_deadline_ms()
+            if deadline_ms is None:
+                await self._deadline_may_have_changed.wait()
+                continue
+            wait_ms = deadline_ms - self._clock_ms()
+            if wait_ms > 0:
+                with trio.move_on_after(min(wait_ms / 1000, TIMER_SLEEP_S_MAX)):
+                    await self._deadline_may_have_changed.wait()
+                continue  # whether woken or timed out, look at the deadline afresh
+            try:
+                self.feed(TimerExpired())
+            except Exception:
+                log.exception("the node failed to handle TimerExpired")
+                await trio.sleep(ERROR_PAUSE_S)
+            # A node that keeps a past deadline must not starve every other task.
+            await trio.lowlevel.checkpoint()

@@ -1,0 +1,92 @@
+"""What the membership shows the rest of the node (and `GET /_cluster`): plain frozen values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.Enum):
+    JOINING = "joining"
+    """Not in the newest member list this node knows: asking a member to let it in."""
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"
+    """Asking whether the others would vote for it, before it raises its term (pre-vote)."""
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class MemberState(enum.Enum):
+    ALIVE = "alive"
+    UNREACHABLE = "unreachable"
+    """The leader has not heard from it within an election timeout."""
+    UNKNOWN = "unknown"
+    """This node has no leader to tell it."""
+
+
+@dataclass(slots=True, kw_only=True)
+class MembershipStats:
+    """Counters, for `GET /_cluster` and the simulator. Only grow."""
+
+    received: int = 0
+    dropped_stale: int = 0
+    """From an older term, for a finished election, or from a replaced incarnation."""
+    dropped_foreign: int = 0
+    """From a node of another cluster."""
+    dropped_not_member: int = 0
+    """A vote or an acknowledgement from a node that is not (or no longer) a member."""
+    dropped_malformed: int = 0
+    """Decoded, but inconsistent (an unsorted member list, a leader missing from its list...)."""
+    dropped_in_lease: int = 0
+    """A vote request while this node still hears a leader (it would disrupt a working cluster)."""
+    dropped_conflicting_leader: int = 0
+    """A second leader claimed a term whose leader this node knows. Must stay 0."""
+    epoch_regressions_refused: int = 0
+    """A leader sent a committed list with a lower epoch than ours. Must stay 0."""
+    joins_forwarded: int = 0
+    joins_dropped: int = 0
+    pre_votes_started: int = 0
+    elections_started: int = 0
+    elections_won: int = 0
+    step_downs: int = 0
+    """Leaderships ended by check-quorum (no majority heard within an election timeout)."""
+    members_added: int = 0
+    members_removed: int = 0
+    solo_clusters_abandoned: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberView:
+    id: str
+    incarnation: int
+    state: MemberState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterView:
+    """This node's view of the cluster.
+
+    `members` and `epoch` are the newest member list that a majority acknowledged: every node
+    that shows the same epoch shows the same members, and a node's epoch never decreases.
+    `latest_epoch` is the epoch of the newest list it knows, acknowledged or not.
+    """
+
+    self_id: str
+    incarnation: int
+    cluster_id: int
+    role: Role
+    leader: str | None
+    """The leader this node heard from within an election timeout (itself when it leads)."""
+    term: int
+    epoch: int
+    latest_epoch: int
+    members: tuple[MemberView, ...]
+    """Sorted by id."""
+    has_leader: bool
+    in_majority: bool
+    """It has a leader and is a member: its side of any partition can change the membership."""
+    stats: MembershipStats
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        return tuple(m.id for m in self.members)
