@@ -70,7 +70,7 @@ class Delivery:
 
     @property
     def task_id(self) -> str:
-        return next(v for k, v in self.action.request.headers if k == "x-task-id")
+        return next(v for k, v in self.action.request.headers if k.lower() == "x-task-id")
 
 
 @dataclass

@@ -17,6 +17,13 @@ def test_retry_limit_counts_retries_after_the_first_attempt() -> None:
     assert not policy.may_retry(2, 0, 0)
 
 
+def test_with_both_limits_retries_stop_only_when_both_are_passed() -> None:
+    policy = RetryPolicy(retry_limit=2, age_limit_ms=60_000)
+    assert policy.may_retry(5, 0, 59_999)  # count passed, age not
+    assert policy.may_retry(1, 0, 60_000)  # age passed, count not
+    assert not policy.may_retry(2, 0, 60_000)
+
+
 def test_unlimited_retries_still_respect_the_age_limit() -> None:
     policy = RetryPolicy(retry_limit=-1, age_limit_ms=60_000)
     assert policy.may_retry(10_000, 0, 59_999)

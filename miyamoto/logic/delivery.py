@@ -20,16 +20,17 @@ def format_seconds(ms: int) -> str:
 def build_request(task: Task, *, user_agent: str, limits: Limits) -> OutboundRequest:
     """The complete webhook request for the next attempt of `task`."""
     url = parse_webhook_url(task.url, limits)
-    headers: list[tuple[str, str]] = [("host", url.host_header)]
-    headers.extend(task.headers)
+    # Names in their usual casing: HTTP does not care, but people reading a capture do.
+    headers: list[tuple[str, str]] = [("Host", url.host_header)]
+    headers.extend((_title(name), value) for name, value in task.headers)
     headers += [
-        ("content-length", str(len(task.body))),
-        ("x-task-id", task.id),
-        ("x-task-queue", task.queue),
-        ("x-task-retry-count", str(task.attempts)),
-        ("x-task-execution-count", str(task.executions)),
-        ("x-task-eta", format_seconds(task.eta_ms)),
-        ("user-agent", user_agent),
+        ("Content-Length", str(len(task.body))),
+        ("X-Task-Id", task.id),
+        ("X-Task-Queue", task.queue),
+        ("X-Task-Retry-Count", str(task.attempts)),
+        ("X-Task-Execution-Count", str(task.executions)),
+        ("X-Task-ETA", format_seconds(task.eta_ms)),
+        ("User-Agent", user_agent),
     ]
     return OutboundRequest(
         scheme=url.scheme,
@@ -42,6 +43,10 @@ def build_request(task: Task, *, user_agent: str, limits: Limits) -> OutboundReq
     )
 
 
+def _title(name: str) -> str:
+    return "-".join(word.capitalize() for word in name.split("-"))
+
+
 def is_success(status: int) -> bool:
     return 200 <= status < 300
 
@@ -50,7 +55,7 @@ def retry_after_ms(status: int, headers: Headers, now_ms: int) -> int | None:
     """How long a 429 or 503 answer asks us to wait (Retry-After), in ms; None if it does not."""
     if status not in (429, 503):
         return None
-    value = next((v for k, v in headers if k == "retry-after"), None)
+    value = next((v for k, v in headers if k.lower() == "retry-after"), None)
     if value is None:
         return None
     value = value.strip()

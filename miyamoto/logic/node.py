@@ -163,7 +163,7 @@ class Node:
         self._send(self.membership.handle_timer(now_ms), actions)
         for request_id, pending in list(self._pending.items()):
             if pending.deadline_ms <= now_ms:
-                self._reply(request_id, actions)
+                self._reply(request_id, now_ms, actions)
         if self._repair_at_ms is not None and self._repair_at_ms <= now_ms:
             self._repair(now_ms, actions)
         if self._claims_renew_at_ms is not None and self._claims_renew_at_ms <= now_ms:
@@ -298,9 +298,10 @@ class Node:
             self._tell(member, message, actions)
         return None
 
-    def _reply(self, request_id: int, actions: list[Action]) -> None:
+    def _reply(self, request_id: int, now_ms: int, actions: list[Action]) -> None:
         pending = self._pending.pop(request_id)
         if isinstance(pending, PendingEnqueue):
+            self._reconcile(pending, now_ms, actions)
             response = pending.response(self.config.limits.tasks_max)
             for placement_ in pending.placements:
                 if isinstance(placement_, Placement):
@@ -343,6 +344,7 @@ class Node:
             else:
                 pending.placements.append(self._place(spec, request_id, index, now_ms, actions))
         if pending.settled():
+            self._reconcile(pending, now_ms, actions)
             return pending.response(self.config.limits.tasks_max)
         self._pending[request_id] = pending
         return None
@@ -374,8 +376,8 @@ class Node:
         )
         for node in nodes:
             if node == self.config.node_id:
-                stored, state = self._store_copy(copy, now_ms)
-                result.acknowledge(node, stored=stored, state=state)
+                stored, state, existing = self._store_copy(copy, now_ms)
+                result.acknowledge(node, stored=stored, state=state, holders=existing)
             else:
                 ref = self._next_ref
                 self._next_ref += 1
@@ -383,15 +385,16 @@ class Node:
                 self._tell(node, StoreCopy(ref=ref, copy=copy), actions)
         return result
 
-    def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str]:
-        """Keeps `copy` unless this node already has (or remembers) the task."""
+    def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str, Holders]:
+        """Keeps `copy` unless this node already has (or remembers) the task.
+
+        Returns whether it stored it, the state of its copy and, when it had one already, that
+        copy's holders."""
         existing = self.tasks.get(copy.queue, copy.id)
         if existing is not None:
-            if not existing.state.is_final and copy.holders != existing.holders:
-                existing.holders = self._intern(copy.holders)  # a repair added holders
-            return False, existing.state.value
+            return False, existing.state.value, existing.holders
         if len(self.tasks) >= self.config.limits.tasks_max:
-            return False, "full"
+            return False, "full", ()
         me = self.config.node_id
         copy_index = next((k for node, k in copy.holders if node == me), 0)
         task = Task(
@@ -413,7 +416,55 @@ class Node:
         if copy.lease_ms:
             task.due_ms = max(task.due_ms, now_ms + copy.lease_ms)
         self.tasks.add(task)
-        return True, task.state.value
+        return True, task.state.value, ()
+
+    def _reconcile(self, pending: PendingEnqueue, now_ms: int, actions: list[Action]) -> None:
+        """An id that some holders had already and others stored afresh (the member list moved
+        since the first enqueue, or two enqueues raced): make the fresh copies part of the one
+        task, so that claims and finished notices reach every copy."""
+        for placement_ in pending.placements:
+            if not isinstance(placement_, Placement):
+                continue
+            if placement_.existing_state is None or not placement_.stored_on:
+                continue
+            old = placement_.existing_holders
+            old_nodes = {n for n, _ in old}
+            fresh = [n for n in placement_.stored_on if n not in old_nodes]
+            next_index = max((k for _, k in old), default=-1) + 1
+            holders = old + tuple((n, next_index + i) for i, n in enumerate(fresh))
+            message: ReplicaMessage = HoldersChanged(
+                queue=placement_.queue, task_id=placement_.task_id, holders=holders
+            )
+            if TaskState(placement_.existing_state).is_final:
+                message = Finished(
+                    queue=placement_.queue,
+                    task_id=placement_.task_id,
+                    state=placement_.existing_state,
+                    attempts=0,
+                    executions=0,
+                    last_status=None,
+                    last_error=None,
+                    excerpt=None,
+                )
+            for node, _ in holders:
+                if node == self.config.node_id:
+                    self._replica_message(node, message, now_ms, actions)
+                else:
+                    self._tell(node, message, actions)
+
+    def _set_holders(self, task: Task, holders: Holders) -> None:
+        """Adopts a new holder list; a copy whose index moved is due no earlier than its index
+        says, and a waiting copy that learns the task already finished elsewhere waits on."""
+        if task.state.is_final or holders == task.holders:
+            return
+        task.holders = self._intern(holders)
+        me = self.config.node_id
+        index = next((k for n, k in holders if n == me), task.copy_index)
+        if index != task.copy_index:
+            task.copy_index = index
+            due_ms = task.eta_ms + index * self.config.replica_delay_ms
+            if task.state in WAITING and due_ms > task.due_ms:
+                self.tasks.reschedule(task, due_ms, task.state)
 
     def _intern(self, holders: Holders) -> Holders:
         """One shared tuple per distinct holder list: millions of tasks share a handful."""
@@ -521,7 +572,9 @@ class Node:
             self.tasks.finish(task, TaskState.FAILED, now_ms)
             self._announce_finished(task, self._others(task), actions)
             return
-        delay_ms = max(policy.backoff_ms(retries_done), wait_ms or 0)
+        # A Retry-After is honoured up to how far ahead a task may be scheduled at all.
+        asked_ms = min(wait_ms or 0, self.config.limits.schedule_ahead_ms_max)
+        delay_ms = max(policy.backoff_ms(retries_done), asked_ms)
         self.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)
         if len(task.holders) > 1:
             self._claim(task, delay_ms + self.config.claim_lease_ms, actions)
@@ -547,20 +600,20 @@ class Node:
     ) -> None:
         match message:
             case StoreCopy(ref=ref, copy=copy):
-                stored, state = self._store_copy(copy, now_ms)
+                stored, state, existing = self._store_copy(copy, now_ms)
                 ack = StoreAck(ref=ref, queue=copy.queue, task_id=copy.id, stored=stored,
-                               state=state)
+                               state=state, holders=existing)
                 self._tell(sender, ack, actions)
             case StoreAck():
-                self._store_acknowledged(sender, message, actions)
+                self._store_acknowledged(sender, message, now_ms, actions)
             case Claim():
                 self._claimed(message, now_ms)
             case Finished():
                 self._finished_elsewhere(sender, message, now_ms, actions)
             case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
                 task = self.tasks.get(queue, task_id)
-                if task is not None and not task.state.is_final:
-                    task.holders = self._intern(holders)
+                if task is not None:
+                    self._set_holders(task, holders)
             case CancelTask(ref=ref, queue=queue, task_id=task_id):
                 self._tell(sender, self._cancel_copy(ref, queue, task_id, now_ms, actions),
                            actions)
@@ -569,7 +622,7 @@ class Node:
                 if isinstance(pending, PendingCancel):
                     pending.answer(sender, message)
                     if pending.settled():
-                        self._reply(ref, actions)
+                        self._reply(ref, now_ms, actions)
             case QueryTask(ref=ref, queue=queue, task_id=task_id):
                 self._tell(sender, self._query_result(ref, queue, task_id), actions)
             case QueryResult(ref=ref):
@@ -577,11 +630,13 @@ class Node:
                 if isinstance(pending, PendingQuery):
                     pending.answer(sender, message)
                     if not pending.waiting:
-                        self._reply(ref, actions)
+                        self._reply(ref, now_ms, actions)
             case _:
                 assert_never(message)
 
-    def _store_acknowledged(self, sender: str, ack: StoreAck, actions: list[Action]) -> None:
+    def _store_acknowledged(
+        self, sender: str, ack: StoreAck, now_ms: int, actions: list[Action]
+    ) -> None:
         unconfirmed = self._unconfirmed_copies.get((ack.queue, ack.task_id))
         if unconfirmed is not None:
             unconfirmed.discard(sender)
@@ -596,9 +651,11 @@ class Node:
             return
         placement_ = pending.placements[index]
         if isinstance(placement_, Placement):
-            placement_.acknowledge(sender, stored=ack.stored, state=ack.state)
+            placement_.acknowledge(
+                sender, stored=ack.stored, state=ack.state, holders=ack.holders
+            )
         if pending.settled():
-            self._reply(request_id, actions)
+            self._reply(request_id, now_ms, actions)
 
     def _claimed(self, claim: Claim, now_ms: int) -> None:
         task = self.tasks.get(claim.queue, claim.task_id)

@@ -23,20 +23,26 @@ class Placement:
     waiting: set[str]
     copies: int
     stored: int = 0
+    stored_on: list[str] = field(default_factory=list)
     existing_state: str | None = None
     """Set when a holder already had a task with this id: the enqueue is a duplicate."""
+    existing_holders: Holders = ()
     full: bool = False
 
-    def acknowledge(self, node: str, *, stored: bool, state: str) -> None:
+    def acknowledge(
+        self, node: str, *, stored: bool, state: str, holders: Holders = ()
+    ) -> None:
         if node not in self.waiting:
             return  # a duplicated or late acknowledgement
         self.waiting.discard(node)
         if stored:
             self.stored += 1
+            self.stored_on.append(node)
         elif state == "full":
             self.full = True
         else:
             self.existing_state = state
+            self.existing_holders = holders
 
     def result(self, tasks_max: int) -> tuple[int, dict[str, Any]]:
         """The HTTP status and JSON of this task's enqueue, once it is settled or out of time."""

@@ -51,6 +51,8 @@ class StoreAck:
     """False: a task with this id exists already (or is remembered); it was left as it is."""
     state: str
     """The state of the holder's copy after the request."""
+    holders: Holders = ()
+    """When not stored: the holders of the copy this node already had."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

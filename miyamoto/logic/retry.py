@@ -39,7 +39,13 @@ class RetryPolicy:
         return min(interval, self.max_backoff_ms)
 
     def may_retry(self, retries_done: int, first_attempt_ms: int, now_ms: int) -> bool:
-        """Whether a task that has already been retried `retries_done` times may be retried."""
-        if self.retry_limit != -1 and retries_done >= self.retry_limit:
-            return False
-        return not (self.age_limit_ms and now_ms - first_attempt_ms >= self.age_limit_ms)
+        """Whether a task that has already been retried `retries_done` times may be retried.
+
+        As in App Engine: with both a retry limit and an age limit, retries stop only once
+        both are passed; with one of them, once it is passed; with neither, never.
+        """
+        count_spent = self.retry_limit != -1 and retries_done >= self.retry_limit
+        age_spent = bool(self.age_limit_ms) and now_ms - first_attempt_ms >= self.age_limit_ms
+        if self.retry_limit != -1 and self.age_limit_ms:
+            return not (count_spent and age_spent)
+        return not (count_spent or age_spent)
