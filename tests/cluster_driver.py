@@ -18,8 +18,8 @@ from miyamoto.logic.events import (
     TimerExpired,
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
-from miyamoto.logic.node import Node
 from miyamoto.logic.messages import Envelope, Outgoing, PeerMessage
+from miyamoto.logic.node import Node
 
 T0_MS = 1_700_000_000_000
 

@@ -1,7 +1,8 @@
 """The peer wire format: the only place that turns envelopes into bytes and back.
 
 Format version 1 is one JSON object per message, UTF-8 (in fact ASCII: every non-ASCII character
-is escaped), documented in docs/cluster.md:
+is escaped, and there is never a newline, so messages can be sent one per line), documented
+in docs/cluster.md:
 
     {"v": 1, "type": "heartbeat", "sender": "10.0.0.1:8088", "incarnation": 8312...,
      "cluster": 77..., "term": 3, "epoch": 5, "body": {...the message's fields...}}

@@ -200,7 +200,7 @@ class Membership:
             leader=self._leader if has_leader else None,
             term=self._term,
             epoch=self._committed.epoch,
-            latest_epoch=self._latest.epoch,
+            latest=self._latest,
             members=tuple(
                 MemberView(id=m.id, incarnation=m.incarnation, state=self._member_state(m.id))
                 for m in self._committed.members
@@ -308,7 +308,9 @@ class Membership:
                 return self._on_pre_vote_request(env, msg, now_ms)
             case VoteRequest():
                 return self._on_vote_request(env, msg, now_ms)
-            case HeartbeatAck() | JoinRedirect() | PreVoteResponse() | VoteResponse():
+            case JoinRedirect():
+                return self._ask_leader_to_confirm(msg)
+            case HeartbeatAck() | PreVoteResponse() | VoteResponse():
                 return self._drop("dropped_stale")
             case _:
                 assert_never(msg)
@@ -327,7 +329,9 @@ class Membership:
                 return self._on_vote_request(env, msg, now_ms)
             case JoinRequest():
                 return self._drop("joins_dropped")  # no leader to forward it to
-            case HeartbeatAck() | JoinRedirect():
+            case JoinRedirect():
+                return self._ask_leader_to_confirm(msg)
+            case HeartbeatAck():
                 return self._drop("dropped_stale")
             case _:
                 assert_never(msg)
@@ -394,13 +398,13 @@ class Membership:
         if problem is not None:
             return problem
         if msg.latest.epoch_term != env.term:
-            return "a leader stamps its newest list with its own term"
+            return "the newest list is not stamped with the leader's term"
         if committed.version > msg.latest.version:
             return "the committed list is newer than the newest one"
         if not msg.latest.has(env.sender, env.incarnation):
-            return "a leader is in its own member list"
+            return "the leader is not in its own member list"
         if env.cluster_id == 0:
-            return "a leader belongs to a cluster"
+            return "a leader without a cluster id"
         if len(msg.unreachable) > MEMBERS_MAX:
             return f"more than {MEMBERS_MAX} unreachable members"
         return None
@@ -417,7 +421,7 @@ class Membership:
         self._acked[env.sender] = (msg.epoch_term, msg.epoch)
         return self._broadcast(now_ms) if self._leader_progress(now_ms) else []
 
-    # -- votes (Raft §5.2, §5.4.1, pre-vote and check-quorum from Ongaro's thesis §9.6) --------
+    # -- votes (Raft §5.2 and §5.4.1; pre-vote and check-quorum from Ongaro's thesis) -----------
 
     def _on_pre_vote_request(
         self, env: Envelope, msg: PreVoteRequest, now_ms: int
@@ -429,7 +433,25 @@ class Membership:
             and (msg.epoch_term, msg.epoch) >= self._latest.version
             and not self._in_lease(now_ms)
         )
-        return [self._send(env.sender, PreVoteResponse(next_term=msg.next_term, granted=granted))]
+        out = [self._send(env.sender, PreVoteResponse(next_term=msg.next_term, granted=granted))]
+        leader = self._leader
+        if (
+            self._role is not Role.LEADER
+            and leader is not None
+            and leader != env.sender
+            and not self._latest.has(env.sender, env.incarnation)
+        ):
+            # A node campaigning from a list that no longer names it (removed while cut off,
+            # and its old list may not even name the leader): point it at the leader.
+            out.append(self._send(env.sender, JoinRedirect(leader=leader)))
+        return out
+
+    def _ask_leader_to_confirm(self, msg: JoinRedirect) -> list[Outgoing]:
+        """Someone says we are not in the member list. Ask that leader to let us in: if we are
+        in its list after all, it just sends us a heartbeat."""
+        if msg.leader == self._id:
+            return self._drop("dropped_malformed")
+        return [self._send(msg.leader, JoinRequest(joiner=self._me))]
 
     def _on_vote_request(self, env: Envelope, msg: VoteRequest, now_ms: int) -> list[Outgoing]:
         candidate = Member(id=env.sender, incarnation=env.incarnation)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..messages import MemberList
+
 
 class Role(enum.Enum):
     JOINING = "joining"
@@ -68,7 +70,9 @@ class ClusterView:
 
     `members` and `epoch` are the newest member list that a majority acknowledged: every node
     that shows the same epoch shows the same members, and a node's epoch never decreases.
-    `latest_epoch` is the epoch of the newest list it knows, acknowledged or not.
+    `latest` is the newest list it knows, acknowledged or not: the one its votes and quorums
+    count with (with incarnations, so a test or the simulator can tell whether a majority of it
+    is still alive).
     """
 
     self_id: str
@@ -79,7 +83,7 @@ class ClusterView:
     """The leader this node heard from within an election timeout (itself when it leads)."""
     term: int
     epoch: int
-    latest_epoch: int
+    latest: MemberList
     members: tuple[MemberView, ...]
     """Sorted by id."""
     has_leader: bool
@@ -90,3 +94,7 @@ class ClusterView:
     @property
     def member_ids(self) -> tuple[str, ...]:
         return tuple(m.id for m in self.members)
+
+    @property
+    def latest_epoch(self) -> int:
+        return self.latest.epoch
