@@ -1,0 +1,227 @@
+"""Deliberately broken nodes: a checker that never fails is worthless, so tests run the
+simulator against each of these and require the named anomaly to be caught.
+
+Each canary is a subclass of the real `Node` (or of its `Membership`), never a flag in the
+product code. Most change only what goes in and out of `handle()`, so they keep working while
+the node's insides change; the ones that must reach inside say which method they bend.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, replace
+
+from miyamoto.logic.actions import Action, SendPeerMessage, StartDelivery
+from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.events import Event, PeerMessageReceived
+from miyamoto.logic.membership import Membership
+from miyamoto.logic.messages import Envelope, Outgoing, VoteRequest, VoteResponse
+from miyamoto.logic.node import MembershipLayer, Node
+from miyamoto.logic.pending import Placement
+from miyamoto.logic.replica_messages import (
+    CancelResult,
+    CancelTask,
+    Holders,
+    StoreAck,
+    StoreCopy,
+    TaskCopy,
+)
+from miyamoto.logic.task import TaskSpec, TaskState
+
+from .checkers import Anomaly
+
+
+class ReplicasIgnoreCancel(Node):
+    """A holder asked by another node to cancel its copy says "cancelled" and keeps it."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        if isinstance(event, PeerMessageReceived) and isinstance(
+            event.envelope.message, CancelTask
+        ):
+            request = event.envelope.message
+            task = self.tasks.get(request.queue, request.task_id)
+            if task is not None and not task.state.is_final:
+                answer = CancelResult(
+                    ref=request.ref, state=TaskState.CANCELLED.value, holders=task.holders
+                )
+                to = event.envelope.sender
+                return [SendPeerMessage(to=to, envelope=self.membership.stamp(answer))]
+        return super().handle(event, now_ms)
+
+
+class DeliversEarly(Node):
+    """Every copy it stores fires 3 s before it is due. (Bends `_store_copy`.)"""
+
+    EARLY_MS = 3_000
+
+    def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str, Holders]:
+        result = super()._store_copy(copy, now_ms)
+        task = self.tasks.get(copy.queue, copy.id)
+        if result[0] and task is not None and task.state is TaskState.SCHEDULED:
+            self.tasks.reschedule(task, task.due_ms - self.EARLY_MS, task.state)
+        return result
+
+
+class ForgetsTasks(Node):
+    """Acknowledges every eighth task's copy from another node without keeping it."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        if isinstance(event, PeerMessageReceived) and isinstance(event.envelope.message, StoreCopy):
+            request = event.envelope.message
+            if doomed(request.copy.id):
+                ack = StoreAck(
+                    ref=request.ref, queue=request.copy.queue, task_id=request.copy.id,
+                    stored=True, state=TaskState.SCHEDULED.value,
+                )  # fmt: skip
+                to = event.envelope.sender
+                return [SendPeerMessage(to=to, envelope=self.membership.stamp(ack))]
+        return super().handle(event, now_ms)
+
+
+def doomed(task_id: str) -> bool:
+    """One task in eight, the same on every node (crc32, not `hash()`, which varies)."""
+    return zlib.crc32(task_id.encode()) % 8 == 0
+
+
+class DeliversTwice(Node):
+    """Sends every webhook request twice."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        actions = super().handle(event, now_ms)
+        doubled = [a for a in actions if isinstance(a, StartDelivery)]
+        return actions + doubled
+
+
+class InventsTasks(Node):
+    """Now and then delivers a task no client ever enqueued."""
+
+    _invented = 0
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        actions = super().handle(event, now_ms)
+        for action in list(actions):
+            if isinstance(action, StartDelivery) and self.rng.random() < 0.1:
+                self._invented += 1
+                request = action.request
+                headers = tuple(
+                    (k, f"invented-{self._invented}" if k.lower() == "x-task-id" else v)
+                    for k, v in request.headers
+                )
+                actions.append(
+                    replace(
+                        action,
+                        delivery_id=10**9 + self._invented,  # an id the node never gave out
+                        request=replace(request, headers=headers, body=b"invented=yes"),
+                    )
+                )
+        return actions
+
+
+class AcksBeforeStoring(Node):
+    """Answers "scheduled" as soon as it has sent the copies, without waiting for the holders
+    to store them. (Bends `_place`.)"""
+
+    def _place(
+        self, spec: TaskSpec, request_id: int, index: int, now_ms: int, actions: list[Action]
+    ) -> Placement:
+        placement = super()._place(spec, request_id, index, now_ms, actions)
+        if placement.waiting:
+            placement.stored += len(placement.waiting)
+            placement.waiting.clear()
+        return placement
+
+
+class DoubleVoter(Membership):
+    """Grants every vote it is asked for, even after voting for another candidate (or itself)
+    in the same term: two votes in one term. (Bends `Membership._on_vote_request`.)"""
+
+    def _on_vote_request(self, env: Envelope, msg: VoteRequest, now_ms: int) -> list[Outgoing]:
+        super()._on_vote_request(env, msg, now_ms)  # whatever it decided, it says yes
+        return [self._send(env.sender, VoteResponse(granted=True))]
+
+
+class VotesTwice(Node):
+    """A node whose membership grants two votes in one term. Its election timeouts are all
+    alike, so that candidates often collide and a second vote can make a second leader."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        timing = config.timing
+        timing = replace(timing, election_timeout_max_ms=timing.election_timeout_min_ms + 10)
+        config = replace(config, timing=timing)
+        membership = membership or DoubleVoter(
+            self_id=config.node_id,
+            seed_id=config.seed_id or config.node_id,
+            config=config.timing,
+            rng=rng,
+            now_ms=now_ms,
+        )
+        super().__init__(config, rng, now_ms, membership=membership)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Canary:
+    node_class: type[Node]
+    description: str
+    caught_as: Anomaly
+    """The anomaly the checkers must report for it."""
+    scenario: str
+    """A scenario in which it shows."""
+
+
+CANARIES: dict[str, Canary] = {
+    "replicas_ignore_cancel": Canary(
+        node_class=ReplicasIgnoreCancel,
+        description="holders say they cancelled their copy, and keep it",
+        caught_as=Anomaly.CANCELLED,
+        scenario="calm",
+    ),
+    "delivers_early": Canary(
+        node_class=DeliversEarly,
+        description="every copy fires 3 s before it is due",
+        caught_as=Anomaly.EARLY,
+        scenario="calm",
+    ),
+    "forgets_tasks": Canary(
+        node_class=ForgetsTasks,
+        description="acknowledges some copies without keeping them",
+        caught_as=Anomaly.LOST,
+        scenario="calm",
+    ),
+    "delivers_twice": Canary(
+        node_class=DeliversTwice,
+        description="sends every webhook request twice",
+        caught_as=Anomaly.DUPLICATED,
+        scenario="calm",
+    ),
+    "invents_tasks": Canary(
+        node_class=InventsTasks,
+        description="delivers tasks nobody enqueued",
+        caught_as=Anomaly.UNEXPECTED,
+        scenario="calm",
+    ),
+    "acks_before_storing": Canary(
+        node_class=AcksBeforeStoring,
+        description="answers an enqueue before its copies are stored",
+        caught_as=Anomaly.LOST,
+        scenario="lossy_network",
+    ),
+    "votes_twice": Canary(
+        node_class=VotesTwice,
+        description="a follower grants two votes in one term",
+        caught_as=Anomaly.ELECTION_SAFETY,
+        scenario="isolate_leader",
+    ),
+}
+
+
+def node_class(canary: str | None) -> type[Node]:
+    """The node to run: the real one, or the named canary."""
+    return Node if canary is None else CANARIES[canary].node_class

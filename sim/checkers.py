@@ -1,0 +1,387 @@
+"""The checkers: Jepsen's total-queue anomalies, named, plus the cluster's safety properties.
+
+`Checker` records what clients and receivers saw (into a `History`) and checks, as each thing
+happens, whatever can be checked at once: unexpected, early and cancelled deliveries, election
+safety, epochs. `Checker.report()` checks the rest at the end: lost and duplicated tasks, late
+ones, and counts everything for the table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .history import DeliveryRecord, FaultLog, Order, TaskRecord
+
+
+class FailureKind(enum.Enum):
+    """What kind of failure a run ended with; the value is the CLI's exit code."""
+
+    CRASH = 3
+    """A node raised (a bug that a real node would crash or log on)."""
+    LIVENESS = 4
+    """After the heal, the cluster did not converge in time."""
+    CORRECTNESS = 5
+    """A safety property was broken: a task lost, duplicated without a fault, early, ..."""
+
+
+class Anomaly(enum.Enum):
+    LOST = "lost"
+    UNEXPECTED = "unexpected"
+    EARLY = "early"
+    DUPLICATED = "duplicated"
+    """More than one 2xx delivery with no fault around the task to explain it."""
+    CANCELLED = "cancelled"
+    """A delivery started after its cancel was acknowledged."""
+    ELECTION_SAFETY = "election_safety"
+    EPOCH = "epoch"
+    """An epoch went back, or one epoch named two memberships."""
+    BAD_INPUT = "bad_input"
+    """A node accepted a malformed request, or answered it with something other than a 4xx."""
+    NOT_CONVERGED = "not_converged"
+    NODE_CRASH = "node_crash"
+
+    @property
+    def failure(self) -> FailureKind:
+        if self is Anomaly.NODE_CRASH:
+            return FailureKind.CRASH
+        if self is Anomaly.NOT_CONVERGED:
+            return FailureKind.LIVENESS
+        return FailureKind.CORRECTNESS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Violation:
+    anomaly: Anomaly
+    time_ms: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.anomaly.value} at {self.time_ms / 1000:.3f}s: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bounds:
+    early_slack_ms: int
+    """How much earlier than its true ETA a correct node may start a delivery: the clock error
+    the run models (how far any two clocks read apart)."""
+    late_slack_ms: int
+    """A first successful delivery later than ETA + this is reported as late."""
+    duplicate_window_ms: int
+    """(R-1) x replica delay + claim lease: how long after its ETA a fault can still cause a
+    task to be delivered twice."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterView:
+    """One node's view of the cluster, as the checkers read it."""
+
+    node: str
+    incarnation: int
+    """Which process of `node` (a restart is a new one, with its memory lost)."""
+    cluster_id: int
+    leads: bool
+    """Whether this node is the leader (of `term`)."""
+    leader: str | None
+    """The leader it follows (itself when it leads), if any."""
+    term: int
+    epoch: int
+    members: tuple[str, ...]
+
+
+@dataclass(slots=True, kw_only=True)
+class Report:
+    tasks: int = 0
+    acked: int = 0
+    delivered: int = 0
+    """Tasks delivered (processed with a 2xx) at least once."""
+    lost: int = 0
+    lost_all_holders: int = 0
+    """Acknowledged tasks never delivered because every node holding them lost them for good."""
+    duplicated_explained: int = 0
+    duplicated_unexplained: int = 0
+    early: int = 0
+    late: int = 0
+    cancelled: int = 0
+    elections: int = 0
+    quorum_lost: bool = False
+    """A majority of the members crashed (memory lost) at once: the cluster cannot recover on
+    its own, so convergence was not required."""
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def failure(self) -> FailureKind | None:
+        """The gravest failure: a crash, then correctness, then liveness."""
+        kinds = {v.anomaly.failure for v in self.violations}
+        for kind in (FailureKind.CRASH, FailureKind.CORRECTNESS, FailureKind.LIVENESS):
+            if kind in kinds:
+                return kind
+        return None
+
+
+class Checker:
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self.tasks: dict[str, TaskRecord] = {}
+        """By workload key."""
+        self._by_task_id: dict[str, TaskRecord] = {}
+        self.faults = FaultLog()
+        self.violations: list[Violation] = []
+        self._leaders: dict[tuple[int, int], tuple[str, int]] = {}
+        """(cluster id, term) -> the process (node, incarnation) that led in it."""
+        self._memberships: dict[tuple[int, int], tuple[str, ...]] = {}
+        """(cluster id, epoch) -> the members it names."""
+        self._last_view: dict[tuple[str, int], ClusterView] = {}
+        """(node, incarnation) -> the last view read from it."""
+        self._stamps: dict[tuple[str, int], tuple[int, int, int]] = {}
+        """(node, incarnation) -> the (cluster id, term, epoch) its last message carried."""
+        self._counts = {anomaly: 0 for anomaly in Anomaly}
+        self.quorum_lost_ms: int | None = None
+        """When a majority of the members had crashed (memory lost), if it ever happened."""
+
+    def violate(self, anomaly: Anomaly, time_ms: int, detail: str) -> None:
+        self._counts[anomaly] += 1
+        self.violations.append(Violation(anomaly=anomaly, time_ms=time_ms, detail=detail))
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def enqueue_sent(self, *, key: str, task_id: str, queue: str, eta_ms: int) -> None:
+        record = self.tasks.get(key)
+        if record is None:
+            record = TaskRecord(key=key, task_id=task_id, queue=queue, eta_ms=eta_ms)
+            self.tasks[key] = record
+            self._by_task_id[task_id] = record
+        assert record.task_id == task_id, (key, task_id)
+        record.eta_ms = min(record.eta_ms, eta_ms)
+        record.enqueues_sent += 1
+
+    def enqueue_acked(self, *, key: str, node: str, time_ms: int, replicas: int | None) -> None:
+        record = self.tasks[key]
+        record.acked_by.add(node)
+        if record.acked_ms is None:
+            record.acked_ms = time_ms
+            record.replicas_acked = replicas
+
+    def cancel_sent(self, key: str) -> None:
+        self.tasks[key].cancel_maybe = True
+
+    def cancel_refused(self, key: str) -> None:
+        """A node answered that it did not cancel (unknown task, or too late)."""
+        record = self.tasks[key]
+        if record.cancel_acked_order is None:
+            record.cancel_maybe = False
+
+    def cancel_acked(self, *, key: str, time_ms: int, order: Order) -> None:
+        record = self.tasks[key]
+        if record.cancel_acked_order is None:
+            record.cancel_acked_order, record.cancel_acked_ms = order, time_ms
+
+    def holders_lost(self, task_ids: list[str], time_ms: int) -> None:
+        """Every copy of these tasks is gone for good (their last holders crashed)."""
+        for task_id in task_ids:
+            record = self._by_task_id.get(task_id)
+            if record is None:
+                continue  # not a workload task: unexpected if ever delivered, checked there
+            if record.all_holders_lost_ms is None and not record.successes:
+                record.all_holders_lost_ms = time_ms
+
+    def quorum_lost(self, time_ms: int, why: str) -> None:
+        """A majority of the member list is gone for good (see `Report.quorum_lost`)."""
+        del why
+        if self.quorum_lost_ms is None:
+            self.quorum_lost_ms = time_ms
+
+    def bad_input_answered(self, *, time_ms: int, node: str, status: int, what: str) -> None:
+        if not 400 <= status < 500:
+            self.violate(
+                Anomaly.BAD_INPUT, time_ms, f"{node} answered {status} to a malformed {what}"
+            )
+
+    # -- receivers -------------------------------------------------------------------------------
+
+    def delivery_started(self, delivery: DeliveryRecord) -> None:
+        record = self.tasks.get(delivery.key) if delivery.key is not None else None
+        if record is None or record.task_id != delivery.task_id:
+            self.violate(
+                Anomaly.UNEXPECTED,
+                delivery.time_ms,
+                f"{delivery.node} delivered task {delivery.task_id!r} (key {delivery.key!r}), "
+                "which no client enqueued",
+            )
+            return
+        record.deliveries.append(delivery)
+        early_ms = record.eta_ms - delivery.time_ms
+        if early_ms > self.bounds.early_slack_ms:
+            self.violate(
+                Anomaly.EARLY,
+                delivery.time_ms,
+                f"{delivery.node} delivered {record.task_id} {early_ms} ms before its ETA "
+                f"(clock error allowed: {self.bounds.early_slack_ms} ms)",
+            )
+        cancelled = record.cancel_acked_order
+        if cancelled is not None and delivery.order > cancelled:
+            assert record.cancel_acked_ms is not None
+            self.violate(
+                Anomaly.CANCELLED,
+                delivery.time_ms,
+                f"{delivery.node} started delivering {record.task_id} "
+                f"{delivery.time_ms - record.cancel_acked_ms} ms after its cancel was "
+                "acknowledged",
+            )
+
+    # -- the cluster -----------------------------------------------------------------------------
+
+    def leader_seen(
+        self, *, cluster_id: int, term: int, node: str, incarnation: int, time_ms: int
+    ) -> None:
+        """`node` acts as the leader of `term`: it says so in its view, or sends heartbeats."""
+        process = (node, incarnation)
+        holder = self._leaders.setdefault((cluster_id, term), process)
+        if holder != process:
+            self.violate(
+                Anomaly.ELECTION_SAFETY,
+                time_ms,
+                f"two leaders in term {term}: {holder[0]} (incarnation {holder[1]}) "
+                f"and {node} (incarnation {incarnation})",
+            )
+
+    def stamp_seen(
+        self, *, node: str, incarnation: int, cluster_id: int, term: int, epoch: int, time_ms: int
+    ) -> bool:
+        """A process sent a message stamped with its term and epoch: they never go back.
+        Whether the stamp changed since its last message (so its view is worth reading)."""
+        process = (node, incarnation)
+        stamp = (cluster_id, term, epoch)
+        before = self._stamps.get(process)
+        if before == stamp:
+            return False
+        self._stamps[process] = stamp
+        if before is not None and before[0] == cluster_id and (term, epoch) < before[1:]:
+            self.violate(
+                Anomaly.EPOCH,
+                time_ms,
+                f"{node} sent term {term} epoch {epoch} after term {before[1]} epoch {before[2]}",
+            )
+        return True
+
+    def view_read(self, view: ClusterView, time_ms: int) -> None:
+        """Check a node's view after it took a step: at most one leader per term, one member
+        list per epoch, and a process's term and epoch never go back."""
+        if view.leads:
+            self.leader_seen(
+                cluster_id=view.cluster_id, term=view.term, node=view.node,
+                incarnation=view.incarnation, time_ms=time_ms,
+            )  # fmt: skip
+        if view.cluster_id:
+            key = (view.cluster_id, view.epoch)
+            members = self._memberships.setdefault(key, view.members)
+            if members != view.members:
+                self.violate(
+                    Anomaly.EPOCH,
+                    time_ms,
+                    f"epoch {view.epoch} names two memberships: {members} and {view.members} "
+                    f"(at {view.node})",
+                )
+        process = (view.node, view.incarnation)
+        before = self._last_view.get(process)
+        if before is not None and (view.epoch < before.epoch or view.term < before.term):
+            self.violate(
+                Anomaly.EPOCH,
+                time_ms,
+                f"{view.node} went back from term {before.term} epoch {before.epoch} "
+                f"to term {view.term} epoch {view.epoch}",
+            )
+        self._last_view[process] = view
+
+    @property
+    def elections(self) -> int:
+        """Terms in which some node was leader."""
+        return len(self._leaders)
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def unresolved(self) -> list[TaskRecord]:
+        """Acknowledged tasks still owed a delivery: not delivered, not cancelled (a cancel was
+        attempted, so not delivering is allowed), not lost with all their holders."""
+        return [r for r in self.tasks.values() if _owed(r)]
+
+    def report(self, end_ms: int) -> Report:
+        report = Report(
+            tasks=len(self.tasks),
+            elections=self.elections,
+            quorum_lost=self.quorum_lost_ms is not None,
+        )
+        for record in self.tasks.values():
+            report.acked += record.acked_ms is not None
+            successes = record.successes
+            if successes:
+                report.delivered += 1
+                late_ms = successes[0].time_ms - record.eta_ms
+                report.late += late_ms > self.bounds.late_slack_ms
+            elif record.acked_ms is not None and not record.cancel_maybe:
+                if record.all_holders_lost_ms is not None:
+                    report.lost_all_holders += 1
+                else:
+                    self.violate(
+                        Anomaly.LOST,
+                        end_ms,
+                        f"{record.task_id} (key {record.key}) was acknowledged by "
+                        f"{','.join(sorted(record.acked_by))} at {record.acked_ms / 1000:.3f}s "
+                        f"and never delivered ({len(record.deliveries)} failed attempts)",
+                    )
+            if len(successes) > 1:
+                self._check_duplicate(record, successes, report)
+        report.early = self._counts[Anomaly.EARLY]
+        report.cancelled = self._counts[Anomaly.CANCELLED]
+        report.lost = self._counts[Anomaly.LOST]
+        report.violations = list(self.violations)
+        return report
+
+    def _check_duplicate(
+        self, record: TaskRecord, successes: list[DeliveryRecord], report: Report
+    ) -> None:
+        start_ms = min(record.eta_ms, successes[0].time_ms) - self.bounds.early_slack_ms
+        end_ms = max(record.eta_ms + self.bounds.duplicate_window_ms, successes[-1].time_ms)
+        deliverers = {d.node for d in record.deliveries}
+        if self.faults.explain(deliverers, start_ms, end_ms) is not None:
+            report.duplicated_explained += 1
+            return
+        report.duplicated_unexplained += 1
+        shown = ", ".join(f"{d.node} at {d.time_ms / 1000:.3f}s" for d in successes)
+        self.violate(
+            Anomaly.DUPLICATED,
+            successes[-1].time_ms,
+            f"{record.task_id} was delivered {len(successes)} times ({shown}) with no fault "
+            "around it to explain it",
+        )
+
+
+def _owed(record: TaskRecord) -> bool:
+    return (
+        record.acked_ms is not None
+        and not record.cancel_maybe
+        and record.all_holders_lost_ms is None
+        and not record.successes
+    )
+
+
+def convergence_problem(
+    views: list[ClusterView], live: list[str], copies: dict[str, list[str]], replicas: int
+) -> str | None:
+    """Why the live nodes have not converged, or None when they have: one leader, one
+    membership naming exactly the live nodes, and each pending task held by min(R, live)
+    distinct members. `copies` maps a pending task id to the nodes holding a copy."""
+    leaders = {(v.cluster_id, v.leader, v.term) for v in views}
+    if len(leaders) != 1 or next(iter(leaders))[1] is None:
+        return f"no single leader: (cluster, leader, term) {sorted(leaders, key=str)}"
+    memberships = {(v.epoch, v.members) for v in views}
+    if len(memberships) != 1:
+        return f"{len(memberships)} different memberships"
+    ((_, members),) = memberships
+    if sorted(members) != sorted(live):
+        return f"membership {sorted(members)} is not the live nodes {sorted(live)}"
+    wanted = min(replicas, len(live))
+    for task_id, holders in sorted(copies.items()):
+        if len(set(holders)) != len(holders) or len(holders) != wanted:
+            return f"task {task_id} has copies on {sorted(holders)}, wanted {wanted} distinct"
+    return None

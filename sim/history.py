@@ -1,0 +1,114 @@
+"""What happened in a run, as the checkers need it: tasks, deliveries and faults, in true time.
+
+`Order` is the position of a node action in the run: (node step number, index of the action in
+that step). Comparing orders instead of milliseconds tells which of two things a node did first
+even within one millisecond (a cancel acknowledged, then a delivery started).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+Order = tuple[int, int]
+
+
+@dataclass(slots=True, kw_only=True)
+class DeliveryRecord:
+    node: str
+    time_ms: int
+    order: Order
+    task_id: str
+    key: str | None
+    """The workload key the request carried (its `w` param); None if it carried none."""
+    processed_status: int | None
+    """The receiver's answer when it processed the request; None if it never did."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.processed_status is not None and 200 <= self.processed_status < 300
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord:
+    """One task of the workload, from the client's side and the receivers' side."""
+
+    key: str
+    task_id: str
+    queue: str
+    eta_ms: int
+    """The earliest ETA any enqueue attempt asked for, in true time."""
+    enqueues_sent: int = 0
+    acked_ms: int | None = None
+    """When a node first acknowledged it ("scheduled", or "duplicate" of a live task)."""
+    acked_by: set[str] = field(default_factory=set)
+    replicas_acked: int | None = None
+    cancel_maybe: bool = False
+    """A cancel was sent and not refused: the task may have been cancelled, so not delivering
+    it is allowed."""
+    cancel_acked_order: Order | None = None
+    cancel_acked_ms: int | None = None
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+    all_holders_lost_ms: int | None = None
+    """When the last node holding a copy of it lost it for good, before any delivery."""
+
+    @property
+    def successes(self) -> list[DeliveryRecord]:
+        return [d for d in self.deliveries if d.succeeded]
+
+
+@dataclass(slots=True, kw_only=True)
+class FaultWindow:
+    kind: str
+    nodes: frozenset[str]
+    start_ms: int
+    end_ms: int | None = None
+    """None while it lasts (or forever: a permanent crash)."""
+    detail: str = ""
+
+
+MESSAGE_FAULTS_EXPLAINING = frozenset({"lost", "cut", "held", "slow"})
+"""Packet fates that can explain a duplicate delivery (a duplicated packet cannot)."""
+
+
+class FaultLog:
+    def __init__(self) -> None:
+        self.windows: list[FaultWindow] = []
+        self._message_faults: dict[str, list[int]] = {}
+        """Per node, the times of packet faults on its links (either end), in time order."""
+
+    def open(self, kind: str, nodes: Iterable[str], start_ms: int, detail: str = "") -> FaultWindow:
+        window = FaultWindow(kind=kind, nodes=frozenset(nodes), start_ms=start_ms, detail=detail)
+        self.windows.append(window)
+        return window
+
+    @staticmethod
+    def close(window: FaultWindow, end_ms: int) -> None:
+        if window.end_ms is None:
+            window.end_ms = end_ms
+
+    def message_fault(self, time_ms: int, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            self._message_faults.setdefault(node, []).append(time_ms)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.windows or self._message_faults)
+
+    def explain(self, nodes: set[str], start_ms: int, end_ms: int) -> str | None:
+        """A fault touching one of `nodes` at some time in [start_ms, end_ms], described; None
+        when there was none."""
+        for window in self.windows:
+            if (
+                window.nodes & nodes
+                and window.start_ms <= end_ms
+                and (window.end_ms is None or window.end_ms >= start_ms)
+            ):
+                return f"{window.kind} of {','.join(sorted(window.nodes & nodes))}"
+        for node in sorted(nodes):
+            times = self._message_faults.get(node, [])
+            i = bisect.bisect_left(times, start_ms)
+            if i < len(times) and times[i] <= end_ms:
+                return f"a packet of {node} lost or delayed at {times[i]}"
+        return None

@@ -1,0 +1,174 @@
+"""One run: a safety phase with the workload and faults, a heal, a liveness phase, the checks.
+
+The liveness phase lasts until every acknowledged task is delivered (or known cancelled, or
+lost with all its holders) and the cluster has converged, or until its bound; a short settle
+period after it lets late replicas show themselves as duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from miyamoto.logic.node import Node, NodeConfig
+from miyamoto.logic.retry import RetryPolicy
+
+from . import observe
+from .checkers import Anomaly, Bounds, Checker, Report, convergence_problem
+from .clocks import error_span_ms
+from .nemesis import Nemesis
+from .network import LinkConditions
+from .scenarios import RunConfig
+from .trace import Trace, TracedRandom
+from .workload import Workload, WorkloadConfig
+from .world import NodeCrashed, NodeState, World, WorldConfig, node_ids
+
+WARMUP_MS = 3_000
+"""The nodes join the founder before the clients and the faults start."""
+HEALED_LINKS = LinkConditions(delay_ms_min=1, delay_ms_max=5)
+LIVENESS_CHECK_EVERY_MS = 1_000
+SIM_RETRY_POLICY = RetryPolicy(
+    retry_limit=-1, min_backoff_ms=500, max_backoff_ms=5_000, max_doublings=3
+)
+"""Retry for ever, backing off to 5 s at most: every owed task is delivered in the liveness
+phase, so one that is not was lost, not merely given up on."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    config: RunConfig
+    report: Report
+    trace_hash: str
+    sim_ms: int
+    wall_s: float
+    steps: int
+    converged_ms: int | None
+    """How long after the heal everything owed was delivered and the cluster converged."""
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall-clock second."""
+        return self.sim_ms / 1000 / max(self.wall_s, 1e-9)
+
+
+def node_config(config: RunConfig) -> NodeConfig:
+    """The template for every node of the run (its node_id is set per node)."""
+    return NodeConfig(
+        delivery_deadline_ms=config.delivery_deadline_ms,
+        retry=SIM_RETRY_POLICY,
+        replicas=config.replicas,
+        replica_delay_ms=config.replica_delay_ms,
+    )
+
+
+def bounds(config: RunConfig) -> Bounds:
+    end_ms = config.start_ms + WARMUP_MS + config.safety_ms + config.liveness_ms_max
+    lease_ms = node_config(config).claim_lease_ms
+    duplicate_window_ms = (config.replicas - 1) * config.replica_delay_ms + lease_ms
+    return Bounds(
+        early_slack_ms=error_span_ms(config.clocks, config.start_ms, end_ms) + 1,
+        late_slack_ms=duplicate_window_ms + 10_000,
+        duplicate_window_ms=duplicate_window_ms,
+    )
+
+
+def build(
+    config: RunConfig, trace: Trace, node_class: type[Node] = Node
+) -> tuple[World, Checker, Workload]:
+    checker = Checker(bounds(config))
+    ids = node_ids(config.nodes)
+    world = World(
+        WorldConfig(
+            seed=config.seed,
+            node_ids=ids,
+            node_config=node_config(config),
+            clocks=config.clocks,
+            links=config.links,
+            receivers=config.receivers,
+            start_ms=config.start_ms,
+            wire_codec=config.wire_codec,
+        ),
+        checker,
+        trace,
+        node_class,
+    )
+    workload = Workload(
+        world,
+        checker,
+        WorkloadConfig(
+            tasks=config.tasks,
+            duration_ms=config.safety_ms,
+            countdown_ms_max=config.countdown_ms_max,
+            cluster=True,
+        ),
+        TracedRandom(f"{config.seed}:workload", trace),
+    )
+    return world, checker, workload
+
+
+def run(
+    config: RunConfig,
+    *,
+    node_class: type[Node] = Node,
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    wall_start = time.perf_counter()
+    trace = Trace(echo)
+    world, checker, workload = build(config, trace, node_class)
+    nemesis = Nemesis(world, config, TracedRandom(f"{config.seed}:nemesis", trace))
+    safety_end_ms = config.start_ms + WARMUP_MS + config.safety_ms
+    converged_ms: int | None = None
+    try:
+        world.run_until(config.start_ms + WARMUP_MS)
+        workload.schedule()
+        nemesis.start(safety_end_ms)
+        world.run_until(safety_end_ms)
+        nemesis.stop()
+        world.heal(HEALED_LINKS)
+        converged_ms = liveness_phase(world, checker, config)
+        world.run_until(world.now_ms + checker.bounds.duplicate_window_ms)
+    except NodeCrashed as crash:
+        checker.violate(Anomaly.NODE_CRASH, crash.time_ms, crash.detail)
+    report = checker.report(world.now_ms)
+    return RunResult(
+        config=config,
+        report=report,
+        trace_hash=trace.digest(),
+        sim_ms=world.now_ms - config.start_ms,
+        wall_s=time.perf_counter() - wall_start,
+        steps=trace.event_count,
+        converged_ms=converged_ms,
+    )
+
+
+def liveness_phase(world: World, checker: Checker, config: RunConfig) -> int | None:
+    """Run until nothing is owed and the cluster converged; how long that took, or None (and a
+    NOT_CONVERGED violation) when it did not happen within the bound."""
+    healed_ms = world.now_ms
+    deadline_ms = healed_ms + config.liveness_ms_max
+    while True:
+        problem = convergence(world, config)
+        if problem is None and not checker.unresolved():
+            return world.now_ms - healed_ms
+        if world.now_ms >= deadline_ms:
+            if problem is not None:
+                checker.violate(Anomaly.NOT_CONVERGED, world.now_ms, problem)
+            return None  # owed tasks are reported as lost by the checker
+        world.run_until(min(world.now_ms + LIVENESS_CHECK_EVERY_MS, deadline_ms))
+
+
+def convergence(world: World, config: RunConfig) -> str | None:
+    """Why the running nodes have not converged; None when they have, or when they cannot
+    (a majority of the members crashed at once: no one may let the restarted nodes back in)."""
+    if world.checker.quorum_lost_ms is not None:
+        return None
+    views = world.views()
+    live = world.ids_in(NodeState.UP)
+    copies: dict[str, list[str]] = {}
+    for node_id in live:
+        node = world.nodes[node_id].node
+        assert node is not None
+        for task_id in observe.pending_task_ids(node):
+            copies.setdefault(task_id, []).append(node_id)
+    return convergence_problem(views, live, copies, config.replicas)

@@ -1,0 +1,636 @@
+"""The simulated world: real `Node` state machines, a virtual clock, a network, receivers, clients.
+
+Everything runs in one thread. The world pops the next thing due from its agenda, feeds the
+node it concerns, and carries out the node's actions: API responses travel back to clients,
+deliveries go to simulated receivers (whose answer or timeout comes back later), peer messages
+go into the network. Every random choice is drawn from rngs seeded by the run's seed, and every
+step is written to the trace, so a seed replays exactly.
+
+Fault primitives (crash, restart, pause, resume, partition, clog, heal) are methods here; they
+record fault windows that the duplicate checker reads. Which faults happen when is decided
+elsewhere (the nemesis for whole runs, hypothesis rules in the step-by-step test).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TypeAlias, assert_never
+from urllib.parse import parse_qsl
+
+from miyamoto.logic import codec
+from miyamoto.logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
+from miyamoto.logic.events import (
+    ApiRequestReceived,
+    DeliveryFailed,
+    DeliveryResponded,
+    Event,
+    PeerMessageReceived,
+    TimerExpired,
+)
+from miyamoto.logic.http import HttpRequest, HttpResponse
+from miyamoto.logic.messages import Envelope, Heartbeat
+from miyamoto.logic.node import Node, NodeConfig
+
+from . import observe
+from .agenda import Agenda
+from .checkers import Checker, ClusterView
+from .clocks import NodeClock
+from .history import MESSAGE_FAULTS_EXPLAINING, DeliveryRecord, FaultWindow, Order
+from .network import LinkConditions, Network, Packet
+from .partitions import Partition
+from .receivers import HEALTHY, ReceiverMix, decide
+from .trace import Trace, TracedRandom
+
+NodeFactory: TypeAlias = Callable[[NodeConfig, random.Random, int], Node]
+"""How to build a node from its config, rng and clock reading (`Node` itself, or a node with a
+fixed membership, or a deliberately broken variant from sim/canaries.py)."""
+
+WORKLOAD_KEY_PARAM = "w"
+"""The param every workload task carries: which workload task a delivery is, whatever its id."""
+
+_TIMER_STEPS_PER_MS_MAX = 10_000
+"""More timer steps than this for one node within one millisecond is a busy loop."""
+
+
+class NodeCrashed(Exception):
+    """A node raised while handling an event: the run stops with a crash failure."""
+
+    def __init__(self, node: str, time_ms: int, event: Event | None, error: BaseException) -> None:
+        self.node = node
+        self.time_ms = time_ms
+        doing = "sending a peer message" if event is None else f"handling {type(event).__name__}"
+        self.detail = (
+            f"{node} raised {type(error).__name__}: {error} while {doing}\n"
+            f"{''.join(traceback.format_exception(error))}"
+        )
+        super().__init__(self.detail)
+
+
+class NodeState(enum.Enum):
+    UP = "up"
+    PAUSED = "paused"
+    """Alive but not running: everything sent to it waits; its timers do not fire."""
+    DOWN = "down"
+    """Crashed; may restart (with its memory lost)."""
+    DEAD = "dead"
+    """Crashed for good."""
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class SimNode:
+    id: str
+    clock: NodeClock
+    node: Node | None
+    state: NodeState = NodeState.UP
+    incarnation: int = 0
+    held: list[Event] = field(default_factory=list)
+    """Events that reached it while paused, in order."""
+    timer_token: int = 0
+    timer_at_ms: int | None = None
+    fault: FaultWindow | None = None
+    """The crash or pause it is in, if any."""
+    busy_ms: int = -1
+    busy_steps: int = 0
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class ClientRequest:
+    """An HTTP request from a client to a node, and what to do with the answer.
+
+    `on_reply(response, order)` gets None when the node refused the connection or the answer
+    came after the client's timeout; `order` is where in the run the node answered.
+    """
+
+    id: int
+    node: str
+    request: HttpRequest
+    sent_ms: int
+    timeout_ms: int
+    on_reply: Callable[[HttpResponse | None, Order | None], None]
+
+
+Wire: TypeAlias = bytes | Envelope
+"""What the network carries: encoded envelopes (through the real codec), or the envelopes
+themselves when the world skips the codec for speed."""
+
+# -- what the agenda holds ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTimer:
+    node: SimNode
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInput:
+    """An event for one incarnation of a node (a delivery's outcome)."""
+
+    node: SimNode
+    incarnation: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ClientArrival:
+    request: ClientRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    request: ClientRequest
+    response: HttpResponse | None
+    order: Order | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerArrival:
+    packet: Packet[Wire]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run `action` then (a fault starting or ending, a client sending)."""
+
+    label: str
+    action: Callable[[], None]
+
+
+Due: TypeAlias = NodeTimer | NodeInput | ClientArrival | ClientReply | PeerArrival | Call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorldConfig:
+    seed: int
+    node_ids: tuple[str, ...]
+    node_config: NodeConfig
+    """The template every node's config is made from (its node_id replaced)."""
+    clocks: tuple[NodeClock, ...]
+    links: LinkConditions
+    receivers: ReceiverMix
+    client_latency_ms_max: int = 5
+    start_ms: int = 1_700_000_000_000
+    wire_codec: bool = True
+    """Send peer messages as bytes through `codec.encode` / `codec.decode`, as a real node does."""
+
+    def __post_init__(self) -> None:
+        assert len(self.node_ids) == len(self.clocks) >= 1
+        assert len(set(self.node_ids)) == len(self.node_ids)
+
+
+class World:
+    def __init__(
+        self, config: WorldConfig, checker: Checker, trace: Trace, node_factory: NodeFactory = Node
+    ) -> None:
+        self.config = config
+        self.checker = checker
+        self.trace = trace
+        self.node_factory = node_factory
+        self.agenda: Agenda[Due] = Agenda(config.start_ms)
+        self.rng = TracedRandom(f"{config.seed}:world", trace)
+        self.network: Network[Wire] = Network(
+            TracedRandom(f"{config.seed}:network", trace),
+            config.links,
+            self._schedule_packet,
+            self._packet_fault,
+        )
+        self.receivers = config.receivers
+        self._client_requests_open: dict[tuple[str, int], ClientRequest] = {}
+        """Requests a node got and has not answered yet, by (node, request id)."""
+        self.nodes: dict[str, SimNode] = {}
+        founder = config.node_ids[0]
+        for node_id, clock in zip(config.node_ids, config.clocks, strict=True):
+            sim_node = SimNode(id=node_id, clock=clock, node=None)
+            self.nodes[node_id] = sim_node
+            self._boot(sim_node, seed_id=founder)  # the first founds the cluster, others join
+        self.partition: Partition | None = None
+        self._partition_fault: FaultWindow | None = None
+        self._clog_faults: dict[str, FaultWindow] = {}
+        self._steps = 0
+        self._client_requests = 0
+
+    @property
+    def now_ms(self) -> int:
+        return self.agenda.now_ms
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        return self.config.node_ids
+
+    def state(self, node_id: str) -> NodeState:
+        return self.nodes[node_id].state
+
+    def ids_in(self, *states: NodeState) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.state in states]
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Do the next thing due; False when nothing is left to do."""
+        if not self.agenda:
+            return False
+        due = self.agenda.pop()
+        now = self.agenda.now_ms
+        match due:
+            case NodeTimer(node=sim_node, token=token):
+                if token == sim_node.timer_token and sim_node.state is NodeState.UP:
+                    sim_node.timer_at_ms = None
+                    self.trace.event(f"{now} timer {sim_node.id}")
+                    self._feed(sim_node, TimerExpired())
+            case NodeInput(node=sim_node, incarnation=incarnation, event=event):
+                if incarnation == sim_node.incarnation:
+                    self.trace.event(f"{now} input {sim_node.id} {_show_event(event)}")
+                    self._deliver(sim_node, event)
+            case ClientArrival(request=request):
+                self._client_arrival(request)
+            case ClientReply(request=request, response=response, order=order):
+                late = now - request.sent_ms > request.timeout_ms
+                status = "refused" if response is None else response.status
+                self.trace.event(
+                    f"{now} reply #{request.id} {status}{' late' if late else ''}"
+                    f"{'' if response is None else ' ' + response.body[:120].decode('latin-1')}"
+                )
+                request.on_reply(None if late else response, None if late else order)
+            case PeerArrival(packet=packet):
+                if self.network.arrive(packet):
+                    self._peer_arrival(packet)
+            case Call(label=label, action=action):
+                self.trace.event(f"{now} {label}")
+                action()
+            case _:
+                assert_never(due)
+        return True
+
+    def run_until(self, time_ms: int) -> None:
+        while (next_ms := self.agenda.next_time_ms()) is not None and next_ms <= time_ms:
+            self.step()
+        if time_ms > self.now_ms:
+            self.agenda.advance_to(time_ms)
+
+    def later(self, delay_ms: int, label: str, action: Callable[[], None]) -> None:
+        self.agenda.after(delay_ms, Call(label=label, action=action))
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def client_send(
+        self,
+        node_id: str,
+        request: HttpRequest,
+        on_reply: Callable[[HttpResponse | None, Order | None], None],
+        timeout_ms: int = 10_000,
+    ) -> None:
+        self._client_requests += 1
+        client_request = ClientRequest(
+            id=self._client_requests, node=node_id, request=request, sent_ms=self.now_ms,
+            timeout_ms=timeout_ms, on_reply=on_reply,
+        )  # fmt: skip
+        self.trace.event(
+            f"{self.now_ms} send #{client_request.id} {node_id} {request.method} {request.target}"
+        )
+        self.agenda.after(self._client_latency_ms(), ClientArrival(client_request))
+
+    def _client_latency_ms(self) -> int:
+        return self.rng.randint(1, self.config.client_latency_ms_max)
+
+    def _client_arrival(self, request: ClientRequest) -> None:
+        sim_node = self.nodes[request.node]
+        self.trace.event(f"{self.now_ms} arrive #{request.id} {sim_node.id}")
+        if sim_node.state in (NodeState.DOWN, NodeState.DEAD):
+            self.agenda.after(self._client_latency_ms(), ClientReply(request, None, None))
+            return
+        self._client_requests_open[(sim_node.id, request.id)] = request
+        self._deliver(sim_node, ApiRequestReceived(request_id=request.id, request=request.request))
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    def _boot(self, sim_node: SimNode, seed_id: str) -> None:
+        config = replace(self.config.node_config, node_id=sim_node.id, seed_id=seed_id)
+        rng = TracedRandom(f"{self.config.seed}:{sim_node.id}:{sim_node.incarnation}", self.trace)
+        sim_node.node = self.node_factory(config, rng, sim_node.clock.local_ms(self.now_ms))
+        sim_node.state = NodeState.UP
+        self._arm(sim_node)
+
+    def _deliver(self, sim_node: SimNode, event: Event) -> None:
+        """Give `event` to the node now, or keep it until it resumes if it is paused."""
+        if sim_node.state is NodeState.UP:
+            self._feed(sim_node, event)
+        elif sim_node.state is NodeState.PAUSED:
+            sim_node.held.append(event)
+
+    def _feed(self, sim_node: SimNode, event: Event) -> None:
+        node = sim_node.node
+        assert node is not None and sim_node.state is NodeState.UP
+        now = self.agenda.now_ms
+        self._steps += 1
+        step = self._steps
+        try:
+            actions = node.handle(event, sim_node.clock.local_ms(now))
+        except Exception as error:
+            raise NodeCrashed(sim_node.id, now, event, error) from error
+        for index, action in enumerate(actions):
+            self._carry_out(sim_node, action, (step, index))
+        self._arm(sim_node)
+
+    def _carry_out(self, sim_node: SimNode, action: Action, order: Order) -> None:
+        match action:
+            case SendApiResponse(request_id=request_id, response=response):
+                request = self._client_requests_open.pop((sim_node.id, request_id))
+                self.agenda.after(self._client_latency_ms(), ClientReply(request, response, order))
+            case StartDelivery():
+                self._start_delivery(sim_node, action, order)
+            case SendPeerMessage(to=to, envelope=envelope):
+                if to not in self.nodes:
+                    self.trace.event(f"{self.agenda.now_ms} peer {sim_node.id}>{to} unknown node")
+                    return
+                self._check_stamp(sim_node, envelope)
+                wire: Wire = envelope
+                if self.config.wire_codec:
+                    try:
+                        wire = codec.encode(envelope)
+                    except Exception as error:
+                        now = self.agenda.now_ms
+                        raise NodeCrashed(sim_node.id, now, None, error) from error
+                self.network.send(self.agenda.now_ms, sim_node.id, to, wire)
+            case _:
+                assert_never(action)
+
+    def _start_delivery(self, sim_node: SimNode, action: StartDelivery, order: Order) -> None:
+        now = self.agenda.now_ms
+        request = action.request
+        outcome = decide(self.rng, self.receivers, action.timeout_ms)
+        task_id = next((v for k, v in request.headers if k.lower() == "x-task-id"), "")
+        key = _workload_key(request.body, request.target)
+        self.trace.event(
+            f"{now} deliver {sim_node.id} #{action.delivery_id} {task_id} {outcome.behaviour.value}"
+        )
+        self.checker.delivery_started(
+            DeliveryRecord(
+                node=sim_node.id, time_ms=now, order=order, task_id=task_id, key=key,
+                processed_status=outcome.processed_status,
+            )
+        )  # fmt: skip
+        event: Event
+        if outcome.status is not None:
+            event = DeliveryResponded(delivery_id=action.delivery_id, status=outcome.status)
+        else:
+            assert outcome.error is not None
+            event = DeliveryFailed(delivery_id=action.delivery_id, error=outcome.error)
+        self.agenda.after(outcome.after_ms, NodeInput(sim_node, sim_node.incarnation, event))
+
+    def _arm(self, sim_node: SimNode) -> None:
+        """Schedule the node's next timer (its deadline is in its own clock)."""
+        assert sim_node.node is not None
+        deadline_ms = sim_node.node.next_deadline_ms()
+        if deadline_ms is None:
+            sim_node.timer_at_ms = None
+            return
+        now = self.agenda.now_ms
+        at_ms = max(now, sim_node.clock.true_ms_at(deadline_ms))
+        if at_ms == sim_node.timer_at_ms:
+            return
+        if at_ms == now:
+            if sim_node.busy_ms != now:
+                sim_node.busy_ms, sim_node.busy_steps = now, 0
+            sim_node.busy_steps += 1
+            if sim_node.busy_steps > _TIMER_STEPS_PER_MS_MAX:
+                raise NodeCrashed(
+                    sim_node.id, now, TimerExpired(),
+                    RuntimeError(f"timer due at once {_TIMER_STEPS_PER_MS_MAX} times in 1 ms"),
+                )  # fmt: skip
+        sim_node.timer_token += 1
+        sim_node.timer_at_ms = at_ms
+        self.agenda.at(at_ms, NodeTimer(sim_node, sim_node.timer_token))
+
+    # -- peers -----------------------------------------------------------------------------------
+
+    def _check_stamp(self, sim_node: SimNode, envelope: Envelope) -> None:
+        """Election safety and epochs, checked on what nodes send: a Heartbeat comes only from
+        the leader of its term, and a changed stamp means a changed view, worth reading (views
+        are not read after every step: that costs more than the rest of the simulator)."""
+        now = self.agenda.now_ms
+        if isinstance(envelope.message, Heartbeat):
+            self.checker.leader_seen(
+                cluster_id=envelope.cluster_id, term=envelope.term, node=envelope.sender,
+                incarnation=envelope.incarnation, time_ms=now,
+            )  # fmt: skip
+        changed = self.checker.stamp_seen(
+            node=envelope.sender, incarnation=envelope.incarnation,
+            cluster_id=envelope.cluster_id, term=envelope.term, epoch=envelope.epoch,
+            time_ms=now,
+        )  # fmt: skip
+        if changed and sim_node.node is not None:
+            self.checker.view_read(observe.cluster_view(sim_node.node), now)
+
+    def _schedule_packet(self, delay_ms: int, packet: Packet[Wire]) -> None:
+        self.agenda.after(delay_ms, PeerArrival(packet))
+
+    def _packet_fault(self, what: str, packet: Packet[Wire]) -> None:
+        self.trace.event(f"{self.now_ms} packet {what} {packet.sender}>{packet.to} #{packet.id}")
+        if what in MESSAGE_FAULTS_EXPLAINING:
+            self.checker.faults.message_fault(self.now_ms, (packet.sender, packet.to))
+
+    def _peer_arrival(self, packet: Packet[Wire]) -> None:
+        sim_node = self.nodes[packet.to]
+        envelope = packet.payload
+        if isinstance(envelope, bytes):
+            try:
+                envelope = codec.decode(envelope)
+            except codec.PeerProtocolError as error:  # we encoded it: the codec is wrong
+                raise NodeCrashed(packet.sender, self.now_ms, None, error) from error
+        self.trace.event(
+            f"{self.now_ms} peer {packet.sender}>{packet.to} #{packet.id} "
+            f"{_show_message(envelope.message)} t{envelope.term} e{envelope.epoch}"
+        )
+        if sim_node.state in (NodeState.UP, NodeState.PAUSED):
+            self._deliver(sim_node, PeerMessageReceived(envelope=envelope))
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def crash(self, node_id: str, *, permanent: bool = False) -> None:
+        """The node dies with its memory; `permanent` means it never comes back."""
+        sim_node = self.nodes[node_id]
+        assert sim_node.state in (NodeState.UP, NodeState.PAUSED), sim_node.state
+        assert sim_node.node is not None
+        if not self.keeps_quorum_without(node_id):
+            self.checker.quorum_lost(self.now_ms, f"{node_id} crashed")
+        lost = observe.pending_task_ids(sim_node.node)
+        sim_node.node = None
+        sim_node.state = NodeState.DEAD if permanent else NodeState.DOWN
+        sim_node.incarnation += 1
+        sim_node.held.clear()
+        sim_node.timer_token += 1
+        sim_node.timer_at_ms = None
+        for key in [k for k in self._client_requests_open if k[0] == node_id]:
+            request = self._client_requests_open.pop(key)  # its connections break
+            self.agenda.after(self._client_latency_ms(), ClientReply(request, None, None))
+        if sim_node.fault is not None:
+            self.checker.faults.close(sim_node.fault, self.now_ms)
+        kind = "permanent crash" if permanent else "crash"
+        sim_node.fault = self.checker.faults.open(kind, [node_id], self.now_ms)
+        self.trace.event(f"{self.now_ms} {kind} {node_id}")
+        still_held: set[str] = set()
+        for other in self.nodes.values():
+            if other.node is not None:
+                still_held |= observe.pending_task_ids(other.node)
+        self.checker.holders_lost(sorted(lost - still_held), self.now_ms)
+
+    def keeps_quorum_without(self, node_id: str) -> bool:
+        """Whether a majority of the newest acknowledged member list would still be running
+        (with its memory) if `node_id` crashed now. Without one, the cluster can never again
+        change its membership: a restarted node is a new process that only a majority can let
+        back in."""
+        running = {
+            sim_node.id: sim_node.node
+            for sim_node in self.nodes.values()
+            if sim_node.node is not None and sim_node.id != node_id
+        }
+        lists = [observe.committed_members(node) for node in running.values()]
+        crashing = self.nodes[node_id].node
+        if crashing is not None:
+            lists.append(observe.committed_members(crashing))
+        if not lists:
+            return False
+        _, members = max(lists)
+        alive = {(node_id, observe.incarnation(node)) for node_id, node in running.items()}
+        return len(set(members) & alive) > len(members) // 2
+
+    def restart(self, node_id: str, seed_id: str | None = None) -> None:
+        """A crashed node starts again, empty, and joins through `seed_id` (by default a
+        running node, as an operator would pick; itself only when no other node is left)."""
+        sim_node = self.nodes[node_id]
+        assert sim_node.state is NodeState.DOWN, sim_node.state
+        assert sim_node.fault is not None
+        if seed_id is None:
+            others = [n for n in self.ids_in(NodeState.UP) if n != node_id]
+            others = others or [n for n in self.ids_in(NodeState.PAUSED) if n != node_id]
+            seed_id = self.rng.choice(others) if others else node_id
+        self.checker.faults.close(sim_node.fault, self.now_ms)
+        sim_node.fault = None
+        self.trace.event(f"{self.now_ms} restart {node_id} joining through {seed_id}")
+        self._boot(sim_node, seed_id)
+
+    def pause(self, node_id: str) -> None:
+        sim_node = self.nodes[node_id]
+        assert sim_node.state is NodeState.UP, sim_node.state
+        sim_node.state = NodeState.PAUSED
+        sim_node.fault = self.checker.faults.open("pause", [node_id], self.now_ms)
+        self.trace.event(f"{self.now_ms} pause {node_id}")
+
+    def resume(self, node_id: str) -> None:
+        """The node runs again with its stale state: what waited is handled, then its timers."""
+        sim_node = self.nodes[node_id]
+        assert sim_node.state is NodeState.PAUSED, sim_node.state
+        assert sim_node.fault is not None
+        self.checker.faults.close(sim_node.fault, self.now_ms)
+        sim_node.fault = None
+        sim_node.state = NodeState.UP
+        self.trace.event(f"{self.now_ms} resume {node_id} ({len(sim_node.held)} waiting)")
+        held, sim_node.held = sim_node.held, []
+        for event in held:
+            self._feed(sim_node, event)
+        self._arm(sim_node)
+
+    def cut(self, partition: Partition) -> None:
+        """Apply `partition` (replacing any partition before it)."""
+        self.heal_partition()
+        self.partition = partition
+        self.network.cut(partition.blocked)
+        self._partition_fault = self.checker.faults.open(
+            partition.kind.value, partition.affected, self.now_ms, partition.description
+        )
+        self.trace.event(f"{self.now_ms} partition {partition.description}")
+
+    def heal_partition(self) -> None:
+        if self.partition is None:
+            return
+        self.network.cut(())
+        assert self._partition_fault is not None
+        self.checker.faults.close(self._partition_fault, self.now_ms)
+        self.partition, self._partition_fault = None, None
+        self.trace.event(f"{self.now_ms} partition healed")
+
+    def clog(self, node_id: str) -> None:
+        if node_id in self.network.clogged:
+            return
+        self.network.clog(node_id)
+        self._clog_faults[node_id] = self.checker.faults.open("clog", [node_id], self.now_ms)
+        self.trace.event(f"{self.now_ms} clog {node_id}")
+
+    def unclog(self, node_id: str) -> None:
+        if node_id not in self.network.clogged:
+            return
+        self.network.unclog(node_id)
+        self.checker.faults.close(self._clog_faults.pop(node_id), self.now_ms)
+        self.trace.event(f"{self.now_ms} unclog {node_id}")
+
+    def heal(self, links: LinkConditions, receivers: ReceiverMix = HEALTHY) -> None:
+        """End every fault that can end: restart crashed nodes, resume paused ones, open every
+        link, and from now on use `links` and `receivers` (the liveness phase)."""
+        self.heal_partition()
+        for node_id in sorted(self.network.clogged):
+            self.unclog(node_id)
+        self.network.heal(links)
+        self.receivers = receivers
+        for node_id in self.ids_in(NodeState.PAUSED):
+            self.resume(node_id)
+        for node_id in self.ids_in(NodeState.DOWN):
+            self.restart(node_id)
+
+    # -- the cluster, as the checkers see it -----------------------------------------------------
+
+    def views(self) -> list[ClusterView]:
+        """The views of the running nodes."""
+        return [
+            observe.cluster_view(sim_node.node)
+            for sim_node in self.nodes.values()
+            if sim_node.state is NodeState.UP and sim_node.node is not None
+        ]
+
+    def leader(self) -> str | None:
+        """The running node that claims leadership in the highest term, if any."""
+        leaders = [v for v in self.views() if v.leads]
+        return max(leaders, key=lambda v: v.term).node if leaders else None
+
+
+def _workload_key(body: bytes, target: str) -> str | None:
+    """The workload key of a delivery: in the form body, or the query string of a GET."""
+    for text in (body.decode("utf-8", "replace"), target.partition("?")[2]):
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            if name == WORKLOAD_KEY_PARAM:
+                return value
+    return None
+
+
+def _show_message(message: object) -> str:
+    """A peer message's type, and the task it is about if it is about one."""
+    task_id = getattr(message, "task_id", None)
+    copy = getattr(message, "copy", None)
+    if task_id is None and copy is not None:
+        task_id = getattr(copy, "id", None)
+    name = type(message).__name__
+    return name if task_id is None else f"{name} {task_id}"
+
+
+def _show_event(event: Event) -> str:
+    match event:
+        case DeliveryResponded(delivery_id=delivery_id, status=status):
+            return f"delivery #{delivery_id} answered {status}"
+        case DeliveryFailed(delivery_id=delivery_id, error=error):
+            return f"delivery #{delivery_id} failed {error.value}"
+        case ApiRequestReceived(request_id=request_id):
+            return f"request #{request_id}"
+        case TimerExpired():
+            return "timer"
+        case PeerMessageReceived(envelope=envelope):
+            return f"{type(envelope.message).__name__} from {envelope.sender}"
+        case _:
+            assert_never(event)
+
+
+def node_ids(count: int) -> tuple[str, ...]:
+    """Stable node ids: 10.0.0.1:8088, 10.0.0.2:8088, ..."""
+    return tuple(f"10.0.0.{i + 1}:8088" for i in range(count))

@@ -1,0 +1,178 @@
+"""Whole simulated runs: determinism, the canaries, the CLI, and the CI matrix budget."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.__main__ import main
+from sim.canaries import CANARIES
+from sim.checkers import FailureKind
+from sim.matrix import Job, run_job, run_jobs
+from sim.run import RunResult, run
+from sim.scenarios import SCENARIOS, Shape, draw_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = Shape(nodes=3, tasks=40, minutes=0.5)
+
+
+@pytest.mark.parametrize("scenario", ["swarm", "crash_restart", "lossy_network"])
+def test_a_seed_replays_exactly_and_another_seed_does_not(scenario: str) -> None:
+    first = run_job(Job(seed=11, scenario=scenario, shape=SMALL))
+    again = run_job(Job(seed=11, scenario=scenario, shape=SMALL))
+    other = run_job(Job(seed=12, scenario=scenario, shape=SMALL))
+    assert first.trace_hash == again.trace_hash
+    assert first.steps == again.steps and first.report == again.report
+    assert other.trace_hash != first.trace_hash
+
+
+def test_a_seed_replays_the_same_in_another_process_with_another_hash_seed() -> None:
+    """Set and dict order must never shape a run: PYTHONHASHSEED differs between processes."""
+    job = Job(seed=5, scenario="swarm", shape=SMALL)
+    hashes = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(
+            [sys.executable, "-m", "sim", "--seed", "5", "--scenario", "swarm",
+             *SMALL.flags().split()],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
+        )  # fmt: skip
+        hashes.add(next(w for w in out.stdout.split() if w.startswith("trace=")))
+    assert hashes == {f"trace={run_job(job).trace_hash}"}
+
+
+def test_the_swarm_configuration_is_drawn_from_the_seed_and_shape_fixes_only_what_it_says() -> None:
+    drawn = {draw_config(seed, "swarm", Shape()).describe() for seed in range(1, 30)}
+    assert len(drawn) == 29
+    config, fixed = draw_config(3, "swarm", Shape()), draw_config(3, "swarm", Shape(nodes=7))
+    assert fixed.nodes == 7 and len(fixed.clocks) == 7
+    assert (fixed.links, fixed.faults, fixed.receivers) == (
+        config.links,
+        config.faults,
+        config.receivers,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CANARIES))
+def test_every_canary_is_caught_and_the_real_node_is_not_blamed_for_it(name: str) -> None:
+    canary = CANARIES[name]
+    # acks_before_storing shows only when every copy of a task is lost in flight: these are
+    # lossy seeds where that happens.
+    seeds = (3, 4, 5) if name == "acks_before_storing" else (1, 2, 3)
+    for seed in seeds:
+        config = draw_config(seed, canary.scenario, Shape())
+        broken = run(config, node_class=canary.node_class).report
+        real = run(config).report
+        assert canary.caught_as in {v.anomaly for v in broken.violations}, (name, seed)
+        assert canary.caught_as not in {v.anomaly for v in real.violations}, (name, seed)
+
+
+def test_one_run_prints_seed_first_and_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--seed", "4", "--scenario", "calm", *SMALL.flags().split()])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("SEED=4 scenario=calm nodes=3 ")
+    assert "speed=" in out and "sim-s/wall-s (3 nodes, 40 tasks)" in out
+    assert out.rstrip().endswith("PASSED")
+
+
+def test_a_failed_run_ends_with_the_command_that_reproduces_it_and_says_its_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--seed", "2", "--scenario", "calm", "--canary", "delivers_twice"]
+    code = main(argv)
+    out = capsys.readouterr().out.rstrip().splitlines()
+    assert code == FailureKind.CORRECTNESS.value == 5
+    assert out[0].startswith("SEED=2 ")
+    assert any("duplicated at" in line for line in out)
+    assert out[-2] == "FAILED (correctness, exit 5)"
+    assert out[-1] == "reproduce: python -m sim --seed 2 --scenario calm --canary delivers_twice"
+
+
+def test_a_trace_prints_every_event(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seed", "1", "--scenario", "calm", "--nodes", "3", "--tasks", "3",
+                 "--minutes", "0.1", "--trace"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(" deliver " in line for line in lines) >= 3
+    assert any(" peer " in line and "StoreCopy" in line for line in lines)
+
+
+def test_a_soak_and_the_matrix_print_a_table_and_the_gravest_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--seeds", "1..2", "--scenario", "calm", *SMALL.flags().split()]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SEEDS=1..2 scenario=calm")
+    header = "scenario           seeds  tasks   delivered  lost       duplicated (e/u)"
+    assert header in out and "\ncalm " in out and "\nall " in out
+
+    code = main(["--seeds-per-scenario", "1", "--scenario", "calm",
+                 "--canary", "invents_tasks", *SMALL.flags().split()])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 5 and "\nSEED=1 scenario=calm" in out
+    assert "reproduce: python -m sim --seed 1 --scenario calm" in out
+
+
+def test_bad_usage_exits_2() -> None:
+    for argv in (["--seeds", "5..1"], ["--scenario", "nope"], ["--nodes", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+
+
+CI_SEEDS = 208
+CI_BUDGET_S = 180
+
+
+@pytest.fixture(scope="module")
+def ci_matrix() -> tuple[list[Job], list[RunResult], float]:
+    """At least 200 seeds across every scenario, on 2 processes (CI has 2 cores)."""
+    per_scenario = -(-CI_SEEDS // len(SCENARIOS))
+    jobs = [
+        Job(seed=seed, scenario=name, shape=Shape(minutes=1.0))
+        for name in SCENARIOS
+        for seed in range(1, per_scenario + 1)
+    ]
+    start = time.perf_counter()
+    results = run_jobs(jobs, processes=2)
+    return jobs, list(results), time.perf_counter() - start
+
+
+def test_the_ci_matrix_runs_200_seeds_within_its_budget_and_no_node_crashes(
+    ci_matrix: tuple[list[Job], list[RunResult], float],
+) -> None:
+    jobs, results, wall_s = ci_matrix
+    assert len(jobs) >= 200 and len({j.scenario for j in jobs}) == len(SCENARIOS)
+    assert wall_s < CI_BUDGET_S, wall_s
+    crashed = [
+        (job.command(), [str(v) for v in r.report.violations])
+        for job, r in zip(jobs, results, strict=True)
+        if r.report.failure is FailureKind.CRASH
+    ]
+    assert crashed == []
+
+
+KNOWN_PROTOCOL_BUGS = (
+    "the simulator's findings not yet fixed in the node: a member removed while cut off or "
+    "paused keeps its copies and fires them after it rejoins; a copy left by a placement that "
+    "answered 503 fires after the task is cancelled; a node still joining accepts enqueues as "
+    "a cluster of one"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_PROTOCOL_BUGS)
+def test_the_ci_matrix_finds_no_anomaly(
+    ci_matrix: tuple[list[Job], list[RunResult], float],
+) -> None:
+    jobs, results, _ = ci_matrix
+    failed = [
+        (job.command(), [str(v) for v in r.report.violations][:3])
+        for job, r in zip(jobs, results, strict=True)
+        if r.report.failure is not None
+    ]
+    assert failed == []
