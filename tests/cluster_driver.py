@@ -32,6 +32,7 @@ class FixedMembership:
         self.self_id = self_id
         self.members = tuple(sorted(members))
         self.epoch = 1
+        self._tick_ms = 0  # due at once, then every second
 
     def set_members(self, members: tuple[str, ...]) -> None:
         self.members = tuple(sorted(members))
@@ -41,10 +42,14 @@ class FixedMembership:
         return []
 
     def handle_timer(self, now_ms: int) -> list[Outgoing]:
+        # Tick like a real membership does (heartbeats), so that the node sees time pass in
+        # steps and does not take a long quiet gap for a pause.
+        if now_ms >= self._tick_ms:
+            self._tick_ms = now_ms + 1_000
         return []
 
     def next_deadline_ms(self) -> int | None:
-        return None
+        return self._tick_ms
 
     def stamp(self, message: PeerMessage) -> Envelope:
         return Envelope(
@@ -57,6 +62,12 @@ class FixedMembership:
 
     def note_malformed(self) -> None:
         pass
+
+    def in_standing(self, now_ms: int) -> bool:
+        return True
+
+    def unreachable(self) -> tuple[str, ...]:
+        return ()
 
     def view(self) -> Any:
         raise NotImplementedError("not needed by these tests")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from sim.checkers import Anomaly
 from sim.receivers import HEALTHY
 from sim.run import HEALED_LINKS, build, liveness_phase, run
@@ -23,7 +21,6 @@ def _anomalies(seed: int, scenario: str) -> set[Anomaly]:
     return {v.anomaly for v in report.violations}
 
 
-@pytest.mark.xfail(strict=True, reason="a rejoined member fires its stale copies")
 def test_a_member_removed_while_paused_does_not_fire_its_old_copies_after_it_rejoins() -> None:
     """`python -m sim --seed 2 --scenario pause`: 10.0.0.4 is paused past the member timeout
     and removed; a repair puts task-89's second copy on 10.0.0.1; 10.0.0.4 resumes, rejoins,
@@ -31,7 +28,6 @@ def test_a_member_removed_while_paused_does_not_fire_its_old_copies_after_it_rej
     assert Anomaly.DUPLICATED not in _anomalies(2, "pause")
 
 
-@pytest.mark.xfail(strict=True, reason="a rejoined member fires its stale copies")
 def test_a_member_removed_while_cut_off_does_not_fire_its_old_copies_after_it_rejoins() -> None:
     """`python -m sim --seed 2 --scenario isolate_one`: task-71's copy on 10.0.0.1 fires at
     ETA + replica delay although 10.0.0.2 delivered it at its ETA: 10.0.0.1 had been cut off
@@ -39,7 +35,6 @@ def test_a_member_removed_while_cut_off_does_not_fire_its_old_copies_after_it_re
     assert Anomaly.DUPLICATED not in _anomalies(2, "isolate_one")
 
 
-@pytest.mark.xfail(strict=True, reason="a rejoined member fires its stale copies")
 def test_a_cancel_acknowledged_after_a_repair_reaches_the_old_holder_too() -> None:
     """`python -m sim --seed 13 --scenario swarm`: task-12's holder 10.0.0.4 is paused and
     removed; the cancel is confirmed by the holders the repair knows (10.0.0.1, 10.0.0.3), and
@@ -47,7 +42,6 @@ def test_a_cancel_acknowledged_after_a_repair_reaches_the_old_holder_too() -> No
     assert Anomaly.CANCELLED not in _anomalies(13, "swarm")
 
 
-@pytest.mark.xfail(strict=True, reason="a copy from a placement answered 503 fires on its own")
 def test_a_copy_left_by_a_failed_placement_does_not_fire_after_the_task_is_cancelled() -> None:
     """`python -m sim --seed 3 --scenario isolate_leader`: the isolated leader takes task-64,
     keeps a copy, and answers 503 (the other holders are cut off); the client enqueues it
@@ -55,7 +49,6 @@ def test_a_copy_left_by_a_failed_placement_does_not_fire_after_the_task_is_cance
     assert Anomaly.CANCELLED not in _anomalies(3, "isolate_leader")
 
 
-@pytest.mark.xfail(strict=True, reason="a node still joining acts as a cluster of one")
 def test_a_node_that_is_still_joining_does_not_take_tasks_as_a_cluster_of_one() -> None:
     """The schedule hypothesis shrank this to (tests/test_sim_stateful.py): enqueue at
     10.0.0.1, crash it as the request arrives, restart it at once, and send the client's retry

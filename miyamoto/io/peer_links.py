@@ -222,9 +222,12 @@ class PeerLinks:
         if link is not None:
             return link
         if not is_node_id(to):
-            log.warning("not sending to %r: not a host:port", to[:100])
+            if not self.unaddressable:  # once: the node would repeat it at every message
+                log.warning("not sending to %r: not a host:port", to[:100])
             return None
         if len(self._links) >= self._settings.links_max and not self._forget_an_idle_link():
+            if not self.unaddressable:
+                log.warning("not sending to %s: %d busy links already", to, len(self._links))
             return None
         host, _, port = to.rpartition(":")
         link = self._links[to] = _Link(to, host.removeprefix("[").removesuffix("]"), int(port))
@@ -272,8 +275,9 @@ class PeerLinks:
                 with trio.move_on_at(deadline_s):
                     await trio.sleep(self._next_backoff_s(link))
             timeout_s = deadline_s - trio.current_time()
-            if timeout_s <= 0:
-                self._failed(link, f"not sent within {self._settings.batch_deadline_s:g} s")
+            if timeout_s <= 0:  # only after a failure, which `last_error` already tells
+                deadline = self._settings.batch_deadline_s
+                link.last_error = f"{link.last_error}; no time left to retry within {deadline:g} s"
                 break
             try:
                 error = await self._post(link, body, timeout_s)

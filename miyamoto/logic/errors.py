@@ -4,14 +4,15 @@ from __future__ import annotations
 
 
 class ClientError(Exception):
-    """The client sent something we refuse. Becomes a 4xx with a JSON error body.
+    """A request we refuse. Becomes a JSON error response.
 
-    `status` is the HTTP status to answer with; `message` says what is wrong and, where a limit
-    was exceeded, what the limit is.
+    `status` is the HTTP status to answer with: a 4xx when the request itself is wrong, 503 or
+    507 when this node cannot take it now (the client may retry, here or elsewhere). `message`
+    says what is wrong and, where a limit was exceeded, what the limit is.
     """
 
     def __init__(self, status: int, message: str) -> None:
-        assert 400 <= status < 500, status
+        assert 400 <= status < 500 or status in (503, 507), status
         super().__init__(message)
         self.status = status
         self.message = message

@@ -32,3 +32,9 @@ class Limits:
     """Deliveries in flight at once on one node; more wait their turn."""
     connections_per_destination_max: int = 64
     delivery_deadline_ms_max: int = 30 * 60 * 1000
+    queues_max: int = 1000
+    """Queues a queues file may name (its [queue.NAME] tables)."""
+    queue_rate_per_s_max: float = 1_000_000.0
+    queue_bucket_size_max: int = 1_000_000
+    queue_concurrent_max: int = 1_000_000
+    """The largest `max_concurrent` a queue may have."""

@@ -55,6 +55,13 @@ class LocalTasks:
         else:
             self.store.finished(task, now_ms)
 
+    def discard(self, task: Task) -> None:
+        """Forgets `task` at once (a stale copy that lives on elsewhere)."""
+        assert task.state in WAITING, task.state
+        self._count(task, -1)
+        self.store.remove(task)
+        task.state = TaskState.CANCELLED  # its timer entry is stale from now on
+
     def start(self, task: Task, now_ms: int) -> int:
         """Marks `task` as being delivered; returns the new delivery id."""
         delivery_id = self._next_delivery_id

@@ -33,7 +33,7 @@ from .http import HttpRequest, HttpResponse, error_response, json_response
 from .local_tasks import WAITING, LocalTasks
 from .membership import ClusterView, Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope, Outgoing, PeerMessage
-from .pending import PendingCancel, PendingEnqueue, PendingQuery, Placement
+from .pending import PendingCancel, PendingEnqueue, PendingQuery, PendingSync, Placement
 from .render import cluster_json, task_json
 from .replica_messages import (
     CancelResult,
@@ -82,6 +82,7 @@ class MembershipLayer(Protocol):
     def stamp(self, message: PeerMessage) -> Envelope: ...
     def admit(self, envelope: Envelope, now_ms: int) -> bool: ...
     def note_malformed(self) -> None: ...
+    def in_standing(self, now_ms: int) -> bool: ...
     def view(self) -> ClusterView: ...
 
 
@@ -104,6 +105,7 @@ class Node:
             rng=rng,
             now_ms=now_ms,
         )
+        self._now_ms = now_ms
         self._pending: dict[int, Pending] = {}
         """API request id -> the request waiting for peers."""
         self._refs: dict[int, tuple[int, int]] = {}
@@ -111,6 +113,17 @@ class Node:
         self._next_ref = 1
         self._members_seen: tuple[str, ...] = ()
         self._epoch_seen = -1
+        self._is_member = False
+        self._out_of_standing = False
+        """Set when this node found itself out of standing (cut off or paused past the member
+        timeout): every replicated copy it holds is checked with the members once it is back."""
+        self._unsynced: set[tuple[str, str]] = set()
+        """Copies that may not fire before their sync settles."""
+        self._held: dict[tuple[str, str], Task] = {}
+        """Unsynced copies that came due: out of the timer heap until their sync settles."""
+        self._syncs: dict[int, PendingSync] = {}
+        """Sync of a held copy with the other members, by (negative) QueryTask ref."""
+        self._next_sync_ref = -1
         self._repair_at_ms: int | None = None
         self._unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
@@ -122,6 +135,11 @@ class Node:
 
     def handle(self, event: Event, now_ms: int) -> list[Action]:
         actions: list[Action] = []
+        if now_ms - self._now_ms >= self.config.timing.member_timeout_ms:
+            # Nothing reached us for a member timeout: this process was paused (or its clock
+            # jumped). It may have been removed meanwhile, whatever stale messages say next.
+            self._out_of_standing = True
+        self._now_ms = now_ms
         self._sync_members(now_ms, actions)
         match event:
             case ApiRequestReceived(request_id=request_id, request=request):
@@ -147,6 +165,7 @@ class Node:
             self._claims_renew_at_ms,
         ]
         deadlines.extend(p.deadline_ms for p in self._pending.values())
+        deadlines.extend(sync.deadline_ms for sync in self._syncs.values())
         if len(self.tasks.in_flight) < self.config.limits.deliveries_in_flight_max:
             deadlines.append(self.tasks.timers.next_due_ms())
         return min((d for d in deadlines if d is not None), default=None)
@@ -164,6 +183,9 @@ class Node:
         for request_id, pending in list(self._pending.items()):
             if pending.deadline_ms <= now_ms:
                 self._reply(request_id, now_ms, actions)
+        for ref, sync in list(self._syncs.items()):
+            if sync.deadline_ms <= now_ms:
+                self._settle_sync(ref, now_ms, actions)
         if self._repair_at_ms is not None and self._repair_at_ms <= now_ms:
             self._repair(now_ms, actions)
         if self._claims_renew_at_ms is not None and self._claims_renew_at_ms <= now_ms:
@@ -171,12 +193,26 @@ class Node:
 
     def _after(self, now_ms: int, actions: list[Action]) -> None:
         self._sync_members(now_ms, actions)
+        if self.membership.in_standing(now_ms):
+            if self._out_of_standing:
+                self._out_of_standing = False
+                self._unsynced.update(
+                    (t.queue, t.id)
+                    for tasks in self.tasks.store.by_queue()
+                    for t in tasks
+                    if t.state in WAITING and len(t.holders) > 1
+                )
+            if self._unsynced and not self._syncs:
+                self._sync_unsynced(now_ms, actions)
+        elif self._is_member or self._members_seen:
+            self._out_of_standing = True
         self._start_due_deliveries(now_ms, actions)
 
     def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
         if self.membership.epoch != self._epoch_seen:
             self._epoch_seen = self.membership.epoch
-            members = self.membership.members or (self.config.node_id,)
+            members = self.membership.members
+            self._is_member = self.config.node_id in members
             if members != self._members_seen:
                 # Copies on members that left must be made again elsewhere; any member may now
                 # be the lowest surviving holder of some task.
@@ -248,6 +284,12 @@ class Node:
             return self._peer_batch(request.body, now_ms, actions)
         if where.operation is Operation.CLUSTER:
             return json_response(200, cluster_json(self.membership.view(), len(self.tasks)))
+        if not self._is_member:
+            raise ClientError(
+                503,
+                f"this node is not a cluster member yet (joining through "
+                f"{self.config.seed_id}); send the request to another node or retry shortly",
+            )
         queue = validate_queue_name(where.queue, self.config.limits)
         match where.operation:
             case Operation.ENQUEUE:
@@ -477,10 +519,21 @@ class Node:
     def _start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
         limits = self.config.limits
         tasks = self.tasks
+        standing: bool | None = None
         while len(tasks.in_flight) < limits.deliveries_in_flight_max:
             task = tasks.timers.pop_due(now_ms)
             if task is None:
                 return
+            if len(task.holders) > 1:
+                if standing is None:
+                    standing = self.membership.in_standing(now_ms)
+                key = (task.queue, task.id)
+                if not standing or key in self._unsynced:
+                    # We may have been removed and this task repaired elsewhere: firing now
+                    # could deliver it twice. Ask the others first (a sync).
+                    self._unsynced.add(key)
+                    self._held[key] = task
+                    continue
             request = build_request(task, user_agent=self.config.user_agent, limits=limits)
             delivery_id = tasks.start(task, now_ms)
             actions.append(
@@ -625,6 +678,8 @@ class Node:
                         self._reply(ref, now_ms, actions)
             case QueryTask(ref=ref, queue=queue, task_id=task_id):
                 self._tell(sender, self._query_result(ref, queue, task_id), actions)
+            case QueryResult(ref=ref) if ref < 0:
+                self._sync_answer(sender, message, now_ms, actions)
             case QueryResult(ref=ref):
                 pending = self._pending.get(ref)
                 if isinstance(pending, PendingQuery):
@@ -700,6 +755,68 @@ class Node:
     def _query_result(self, ref: int, queue: str, task_id: str) -> QueryResult:
         task = self.tasks.get(queue, task_id)
         return QueryResult(ref=ref, task_json=None if task is None else json.dumps(task_json(task)))
+
+    # -- copies held back while out of standing ----------------------------------------------
+
+    def _sync_unsynced(self, now_ms: int, actions: list[Action]) -> None:
+        """Back in standing: ask every member about each unsynced copy before it may fire."""
+        others = [m for m in self.members if m != self.config.node_id]
+        for queue, task_id in sorted(self._unsynced):
+            task = self.tasks.get(queue, task_id)
+            if task is None or task.state not in WAITING:
+                self._unsynced.discard((queue, task_id))
+                self._held.pop((queue, task_id), None)
+                continue
+            ref = self._next_sync_ref
+            self._next_sync_ref -= 1
+            self._syncs[ref] = PendingSync(
+                task=task,
+                deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                waiting=set(others),
+            )
+            for member in others:
+                self._tell(member, QueryTask(ref=ref, queue=queue, task_id=task_id), actions)
+            if not others:
+                self._settle_sync(ref, now_ms, actions)
+
+    def _sync_answer(
+        self, sender: str, result: QueryResult, now_ms: int, actions: list[Action]
+    ) -> None:
+        sync = self._syncs.get(result.ref)
+        if sync is None or sender not in sync.waiting:
+            return
+        sync.waiting.discard(sender)
+        if result.task_json is not None:
+            view = json.loads(result.task_json)
+            sync.states.append(view["state"])
+            me = self.config.node_id
+            if any(holder["node"] == me for holder in view["holders"]):
+                sync.listed_by_others = True
+        if not sync.waiting:
+            self._settle_sync(result.ref, now_ms, actions)
+
+    def _settle_sync(self, ref: int, now_ms: int, actions: list[Action]) -> None:
+        sync = self._syncs.pop(ref)
+        task = sync.task
+        key = (task.queue, task.id)
+        if sync.waiting and not sync.states:
+            return  # nobody answered: it stays unsynced and is asked again
+        self._unsynced.discard(key)
+        held = self._held.pop(key, None)
+        if self.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
+            return  # a finished notice or a cancel reached us meanwhile
+        final = [s for s in sync.states if TaskState(s).is_final]
+        if final:
+            self.tasks.finish(task, TaskState(final[0]), now_ms)
+        elif sync.listed_by_others:
+            if held is not None:  # still one of its holders: our copy is as good as before
+                self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+        elif sync.states:
+            self.tasks.discard(task)  # it lives on, repaired onto other members: ours is stale
+        elif held is not None:
+            # Nobody else has it: ours is the last copy. Deliver it and make the others again.
+            self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+            self._repair(now_ms, actions)
 
     # -- repair: keep R copies while members come and go ------------------------------------------
 

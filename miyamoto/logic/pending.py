@@ -10,7 +10,7 @@ from typing import Any
 
 from .http import HttpResponse, error_response, json_response
 from .replica_messages import CancelResult, Holders, QueryResult
-from .task import TaskState
+from .task import Task, TaskState
 
 
 @dataclass(slots=True, kw_only=True)
@@ -182,3 +182,16 @@ class PendingCancel:
             )
             return error_response(503, message)
         return json_response(200, {"status": "cancelled", "id": self.task_id})
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingSync:
+    """A copy held back while its node was out of standing, waiting for the members to say
+    whether the task finished, lives on elsewhere, or has no other copy."""
+
+    task: Task
+    deadline_ms: int
+    waiting: set[str]
+    states: list[str] = field(default_factory=list)
+    listed_by_others: bool = False
+    """Some member holds the task pending and still names this node among its holders."""

@@ -34,6 +34,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "last_error": task.last_error,
         "last_response": None if excerpt is None else excerpt.decode("utf-8", "replace"),
         "finished": seconds(task.finished_ms),
+        "holders": [{"node": node, "copy": index} for node, index in task.holders],
     }
 
 

@@ -86,6 +86,9 @@ class Membership:
         self._leader: str | None = None
         """The leader this node follows now (None after its election timer fired)."""
         self._heard_leader_ms = _NEVER_MS
+        self._standing_ms = _NEVER_MS
+        """The last time this node knew itself a member: it led, or its leader's heartbeat
+        listed it. See `in_standing`."""
         self._latest: MemberList = EMPTY_MEMBER_LIST
         """The newest member list this node holds; it decides votes and quorums (as in Raft)."""
         self._committed: MemberList = EMPTY_MEMBER_LIST
@@ -118,6 +121,7 @@ class Membership:
 
     def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]:
         assert isinstance(envelope.message, MEMBERSHIP_MESSAGE_TYPES), envelope.message
+        self._note_leading(now_ms)
         self._now_ms = now_ms
         self._stats.received += 1
         out = self._receive(envelope, envelope.message, now_ms)
@@ -126,6 +130,7 @@ class Membership:
 
     def handle_timer(self, now_ms: int) -> list[Outgoing]:
         """Do whatever is due at `now_ms` (nothing if nothing is: calling early is harmless)."""
+        self._note_leading(now_ms)
         self._now_ms = now_ms
         match self._role:
             case Role.LEADER:
@@ -223,6 +228,31 @@ class Membership:
     @property
     def leader(self) -> str | None:
         return self._leader if self._has_leader(self._now_ms) else None
+
+    def in_standing(self, now_ms: int) -> bool:
+        """Whether no leader can have removed this node yet: it leads, or it was listed by its
+        leader less than a member timeout ago (removal takes at least that long).
+
+        A node out of standing may have been removed and its copies made again elsewhere, so
+        it must not deliver replicated copies on its own (docs/replication.md)."""
+        self._note_leading(now_ms)
+        if self._role is Role.JOINING or not self._latest.has(self._id, self._incarnation):
+            return False
+        return now_ms - self._standing_ms < self._timing.member_timeout_ms
+
+    def _note_leading(self, now_ms: int) -> None:
+        # A leader is a member in standing until check-quorum makes it step down; the time it
+        # last led counts like a heartbeat that listed it. A paused leader resumes with a
+        # stale clock reading here, so it is measured at the previous input, not this one.
+        if self._role is Role.LEADER and self._latest.has(self._id, self._incarnation):
+            self._standing_ms = max(self._standing_ms, self._now_ms)
+
+    def unreachable(self) -> tuple[str, ...]:
+        """Members the leader has not heard from lately, as this node last learned it (its own
+        reckoning when it leads). Placement avoids them until the leader decides to remove them."""
+        if self._role is Role.LEADER:
+            return self._heartbeat(self._now_ms).unreachable
+        return self._unreachable
 
     @property
     def incarnation(self) -> int:
@@ -375,6 +405,8 @@ class Membership:
             self._latest = msg.latest
         self._take_committed(msg.committed or msg.latest)
         self._unreachable = msg.unreachable
+        if self._latest.has(self._id, self._incarnation):
+            self._standing_ms = now_ms
         if not self._latest.has(self._id, self._incarnation):
             return self._become_joining(now_ms, hint=env.sender)
         self._role = Role.FOLLOWER

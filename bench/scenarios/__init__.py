@@ -1,0 +1,72 @@
+"""The scenarios, in the order `python -m bench` runs them; each is a function of the context
+that starts what it measures, measures, stops it all, and returns table rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..context import BenchContext
+from ..table import Row
+from .batch import batch_enqueue
+from .cluster import cluster
+from .delivery import delivery
+from .enqueue import enqueue_keepalive, enqueue_new_connection
+from .memory import memory
+from .rq_peer import rq_peer
+from .sustained import sustained
+from .timer import timer_precision
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    summary: str
+    run: Callable[[BenchContext], list[Row]]
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="enqueue-keepalive",
+        run=enqueue_keepalive,
+        summary="enqueue, 50 kept-alive connections, node vs bare server",
+    ),
+    Scenario(
+        name="enqueue-new-connection",
+        run=enqueue_new_connection,
+        summary="enqueue, a new connection per request (as curl), node vs bare server",
+    ),
+    Scenario(
+        name="delivery",
+        run=delivery,
+        summary="tasks due at one ETA delivered to a fast receiver, node vs bare client loop",
+    ),
+    Scenario(
+        name="sustained",
+        run=sustained,
+        summary="enqueue and delivery at once, tasks due immediately, end to end",
+    ),
+    Scenario(
+        name="batch", run=batch_enqueue, summary="enqueue by JSON array of 1000 tasks, tasks/s"
+    ),
+    Scenario(
+        name="timer",
+        run=timer_precision,
+        summary="lateness p50/p99/max of tasks with ETAs spread at 1,000 tasks/s",
+    ),
+    Scenario(
+        name="memory",
+        run=memory,
+        summary="RSS per pending task with 1,000,000 scheduled, and the time to load them",
+    ),
+    Scenario(
+        name="cluster",
+        run=cluster,
+        summary="3 nodes R=2 vs 1 node, enqueue and delivery (when the node has --seed)",
+    ),
+    Scenario(
+        name="rq",
+        run=rq_peer,
+        summary="peer row: RQ's enqueue rate (when redis-server and rq are installed)",
+    ),
+)
