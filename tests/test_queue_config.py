@@ -158,8 +158,10 @@ def test_the_docs_state_the_limits_that_the_code_has() -> None:
     assert QueueConfig().bucket_size == 5 and "| `bucket_size` | integer, 1 to 1000000 | 5 |" in DOC
 
 
-def test_the_queue_api_placeholder_is_there_for_the_lead_to_replace() -> None:
+def test_the_docs_describe_the_queue_api_and_its_cluster_split() -> None:
     assert "\n## Queue API\n" in DOC
+    assert "PLACEHOLDER" not in DOC
+    assert "`max(1, bucket_size // N)`" in DOC
 
 
 # --- defaults and inheritance ---------------------------------------------------------------------

@@ -19,7 +19,9 @@ from functools import partial
 import trio
 
 from .. import __version__
+from ..logic.limits import Limits
 from ..logic.node import Node, NodeConfig
+from ..logic.queue_config import QueueConfigError, parse_queues_toml
 from .cli import Address, DaemonOptions, parse_args
 from .http_server import ServerSettings, open_api_listeners, serve_api
 from .peer_links import PeerLinks, PeerLinkSettings
@@ -104,17 +106,32 @@ async def _run_daemon(config: NodeConfig) -> int:
 
 
 def node_config(options: DaemonOptions) -> NodeConfig:
-    """The node's configuration from the command line (the rest keeps its defaults)."""
+    """The node's configuration from the command line (the rest keeps its defaults).
+
+    Raises QueueConfigError (its message starts with the file name) for a bad queues file."""
+    queues = None
+    if options.queues_file is not None:
+        with open(options.queues_file, encoding="utf-8") as file:
+            text = file.read()
+        try:
+            queues = parse_queues_toml(text, Limits())
+        except QueueConfigError as error:
+            raise QueueConfigError(f"{options.queues_file}: {error.message}") from None
     return NodeConfig(
         node_id=options.node_id,
         seed_id=options.seed_id,
         replicas=options.replicas,
         replica_delay_ms=round(options.replica_delay_s * 1000),
+        queues=queues,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = node_config(parse_args(argv))
+    try:
+        config = node_config(parse_args(argv))
+    except (QueueConfigError, OSError, UnicodeDecodeError) as error:
+        print(f"miyamoto: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

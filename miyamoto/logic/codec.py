@@ -52,6 +52,12 @@ from .replica_messages import (
     HoldersChanged,
     QueryResult,
     QueryTask,
+    QueueCommand,
+    QueueCommandDone,
+    QueueStats,
+    QueueStatsQuery,
+    RerunResult,
+    RerunTask,
     StoreAck,
     StoreCopy,
 )
@@ -80,6 +86,12 @@ WIRE_NAMES: Final[dict[type[PeerMessage], str]] = {
     CancelResult: "cancel_result",
     QueryTask: "query_task",
     QueryResult: "query_result",
+    QueueCommand: "queue_command",
+    QueueCommandDone: "queue_command_done",
+    QueueStatsQuery: "queue_stats_query",
+    QueueStats: "queue_stats",
+    RerunTask: "rerun_task",
+    RerunResult: "rerun_result",
 }
 """Every peer message type and its name on the wire. Names never change within a version."""
 

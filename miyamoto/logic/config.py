@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from .limits import Limits
 from .membership import ClusterTiming
+from .queue_config import QueueConfig, QueuesConfig
 from .retry import RetryPolicy
 
 
@@ -18,8 +19,13 @@ class NodeConfig:
     """A member to join the cluster through; None (or node_id) starts a new cluster."""
     limits: Limits = field(default_factory=Limits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """The retry policy of queues the queues file does not set (when there is no file)."""
     delivery_deadline_ms: int = 30_000
-    """No complete webhook answer within this is a failed attempt (timeout)."""
+    """No complete webhook answer within this is a failed attempt (timeout); for queues the
+    queues file does not set (when there is no file)."""
+    queues: QueuesConfig | None = None
+    """Per-queue settings (`--queues FILE`); None: every queue has `retry` and
+    `delivery_deadline_ms` and no rate or concurrency limit."""
     retention_ms: int = 3_600_000
     """How long a succeeded or cancelled task stays visible, and its client id deduplicates."""
     user_agent: str = f"miyamoto/{__version__}"
@@ -37,6 +43,13 @@ class NodeConfig:
     """How often copies sent by a repair are sent again until acknowledged."""
     timing: ClusterTiming = field(default_factory=ClusterTiming)
     """Heartbeats, election and member timeouts."""
+
+    @property
+    def queues_config(self) -> QueuesConfig:
+        if self.queues is not None:
+            return self.queues
+        default = QueueConfig(retry=self.retry, delivery_deadline_ms=self.delivery_deadline_ms)
+        return QueuesConfig(default=default)
 
     def __post_init__(self) -> None:
         assert 0 < self.delivery_deadline_ms <= self.limits.delivery_deadline_ms_max

@@ -26,6 +26,10 @@ class Limits:
     tasks_max: int = 2_000_000
     """Tasks (of every state) one node holds; an enqueue past it gets 507."""
     batch_tasks_max: int = 1000
+    active_queues_max: int = 10_000
+    """Queues with tasks on one node at once (names come from clients, so they are bounded)."""
+    listing_tasks_max: int = 1000
+    """Tasks one `GET /{queue}?state=...` lists."""
     response_excerpt_bytes_max: int = 1024
     """How much of a webhook's response body is kept for `GET /{queue}/{id}`."""
     deliveries_in_flight_max: int = 512

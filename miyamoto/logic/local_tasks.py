@@ -21,6 +21,10 @@ class LocalTasks:
         """delivery id -> the task being delivered."""
         self._next_delivery_id = 1
         self._counts: dict[str, dict[TaskState, int]] = {}
+        """Copies held here, by queue and state."""
+        self._primary_counts: dict[str, dict[TaskState, int]] = {}
+        """Tasks whose first live copy is the one held here, by queue and state: summed over the
+        members, these count each task once."""
 
     def __len__(self) -> int:
         return len(self.store)
@@ -55,12 +59,12 @@ class LocalTasks:
         else:
             self.store.finished(task, now_ms)
 
-    def discard(self, task: Task) -> None:
-        """Forgets `task` at once (a stale copy that lives on elsewhere)."""
-        assert task.state in WAITING, task.state
+    def drop(self, task: Task) -> None:
+        """Forgets `task` at once, whatever its state (a stale copy that lives on elsewhere, a
+        purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing."""
         self._count(task, -1)
         self.store.remove(task)
-        task.state = TaskState.CANCELLED  # its timer entry is stale from now on
+        task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
 
     def start(self, task: Task, now_ms: int) -> int:
         """Marks `task` as being delivered; returns the new delivery id."""
@@ -77,16 +81,37 @@ class LocalTasks:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
 
+    def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
+        """Changes where the copies of `task` live (whether ours is the primary may change)."""
+        self._count(task, -1)
+        task.holders = holders
+        task.copy_index = index
+        self._count(task, +1)
+
     def counts(self, queue: str) -> dict[TaskState, int]:
         return dict(self._counts.get(queue, {}))
 
+    def primary_counts(self, queue: str) -> dict[TaskState, int]:
+        return dict(self._primary_counts.get(queue, {}))
+
     def _count(self, task: Task, delta: int) -> None:
-        counts = self._counts.setdefault(task.queue, {})
-        count = counts.get(task.state, 0) + delta
-        assert count >= 0, (task.queue, task.state)
-        if count:
-            counts[task.state] = count
-        else:
-            del counts[task.state]
-            if not counts:  # forget queues that hold nothing, or names would pile up forever
-                del self._counts[task.queue]
+        _add(self._counts, task, delta)
+        if is_primary(task):
+            _add(self._primary_counts, task, delta)
+
+
+def is_primary(task: Task) -> bool:
+    """Whether this copy is the task's first listed one (its holder answers for the task)."""
+    return not task.holders or task.copy_index == min(k for _, k in task.holders)
+
+
+def _add(table: dict[str, dict[TaskState, int]], task: Task, delta: int) -> None:
+    counts = table.setdefault(task.queue, {})
+    count = counts.get(task.state, 0) + delta
+    assert count >= 0, (task.queue, task.state)
+    if count:
+        counts[task.state] = count
+    else:
+        del counts[task.state]
+        if not counts:  # forget queues that hold nothing, or names would pile up forever
+            del table[task.queue]

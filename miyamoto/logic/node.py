@@ -11,6 +11,7 @@ members (here: itself), so there is one path to test, not two.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Protocol, assert_never
@@ -30,10 +31,15 @@ from .events import (
     TimerExpired,
 )
 from .http import HttpRequest, HttpResponse, error_response, json_response
-from .local_tasks import WAITING, LocalTasks
+from .limits import Limits
+from .local_tasks import WAITING, LocalTasks, is_primary
 from .membership import ClusterView, Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope, Outgoing, PeerMessage
 from .pending import PendingCancel, PendingEnqueue, PendingQuery, PendingSync, Placement
+from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
+from .queue_config import effective_deadline_ms, effective_retry
+from .queue_ops import queue_command, queue_stats, rerun_copy
+from .queues import Queues, QueueState
 from .render import cluster_json, task_json
 from .replica_messages import (
     CancelResult,
@@ -44,12 +50,18 @@ from .replica_messages import (
     HoldersChanged,
     QueryResult,
     QueryTask,
+    QueueCommand,
+    QueueCommandDone,
+    QueueCommandKind,
+    QueueStats,
+    QueueStatsQuery,
     ReplicaMessage,
+    RerunResult,
+    RerunTask,
     StoreAck,
     StoreCopy,
     TaskCopy,
 )
-from .retry import RetryPolicy
 from .ring import placement
 from .routes import Operation, Route, route
 from .task import Task, TaskSpec, TaskState
@@ -66,7 +78,9 @@ def new_task_id(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-Pending = PendingEnqueue | PendingQuery | PendingCancel
+Asked = PendingQuery | PendingCancel | PendingQueueInfo | PendingQueueCommand | PendingRerun
+"""A request asked of every member."""
+Pending = PendingEnqueue | Asked
 
 
 class MembershipLayer(Protocol):
@@ -82,6 +96,7 @@ class MembershipLayer(Protocol):
     def stamp(self, message: PeerMessage) -> Envelope: ...
     def admit(self, envelope: Envelope, now_ms: int) -> bool: ...
     def note_malformed(self) -> None: ...
+    def unreachable(self) -> tuple[str, ...]: ...
     def in_standing(self, now_ms: int) -> bool: ...
     def view(self) -> ClusterView: ...
 
@@ -98,6 +113,8 @@ class Node:
         self.config = config
         self.rng = rng
         self.tasks = LocalTasks(retention_ms=config.retention_ms)
+        self.queues = Queues(config.queues_config)
+        self._now_ms = now_ms
         self.membership: MembershipLayer = membership or Membership(
             self_id=config.node_id,
             seed_id=config.seed_id or config.node_id,
@@ -124,6 +141,8 @@ class Node:
         self._syncs: dict[int, PendingSync] = {}
         """Sync of a held copy with the other members, by (negative) QueryTask ref."""
         self._next_sync_ref = -1
+        self._standing: bool | None = None
+        """Whether this node is in standing, computed once per dispatch."""
         self._repair_at_ms: int | None = None
         self._unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
@@ -163,11 +182,12 @@ class Node:
             self.membership.next_deadline_ms(),
             self._repair_at_ms,
             self._claims_renew_at_ms,
+            self.queues.next_wake_ms(self._now_ms),
         ]
         deadlines.extend(p.deadline_ms for p in self._pending.values())
         deadlines.extend(sync.deadline_ms for sync in self._syncs.values())
-        if len(self.tasks.in_flight) < self.config.limits.deliveries_in_flight_max:
-            deadlines.append(self.tasks.timers.next_due_ms())
+        # Due tasks move into their queue's line even when no slot is free (they claim there).
+        deadlines.append(self.tasks.timers.next_due_ms())
         return min((d for d in deadlines if d is not None), default=None)
 
     @property
@@ -217,6 +237,7 @@ class Node:
                 # Copies on members that left must be made again elsewhere; any member may now
                 # be the lowest surviving holder of some task.
                 self._members_seen = members
+                self.queues.set_members(len(members), now_ms)
                 self._repair(now_ms, actions)
 
     def _send(self, outgoing: list[Outgoing], actions: list[Action]) -> None:
@@ -295,7 +316,47 @@ class Node:
             case Operation.ENQUEUE:
                 return self._enqueue(request_id, queue, request, now_ms, actions)
             case Operation.QUEUE_INFO:
-                return json_response(200, self._queue_info(queue))
+                state, limit = _listing(where.query, self.config.limits)
+                info = PendingQueueInfo(
+                    request_id=request_id,
+                    deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                    queue=queue,
+                    state=state,
+                    limit=limit,
+                    rate_per_s=self.queues.config.for_queue(queue).rate_per_s,
+                    waiting={self.config.node_id},
+                )
+                ask = QueueStatsQuery(ref=request_id, queue=queue, state=state, limit=limit)
+                info.answer(self.config.node_id, queue_stats(self.tasks, self.queues, ask, now_ms))
+                return self._fan_out(info, ask, actions)
+            case Operation.QUEUE_COMMAND:
+                command = QueueCommand(
+                    ref=request_id, queue=queue, command=QueueCommandKind(where.command)
+                )
+                pending_command = PendingQueueCommand(
+                    request_id=request_id,
+                    deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                    queue=queue,
+                    command=where.command,
+                    waiting={self.config.node_id},
+                )
+                done = queue_command(self.tasks, self.queues, command, now_ms)
+                pending_command.answer(self.config.node_id, done)
+                return self._fan_out(pending_command, command, actions)
+            case Operation.TASK_RERUN:
+                rerun = PendingRerun(
+                    request_id=request_id,
+                    deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
+                    queue=queue,
+                    task_id=where.task_id,
+                    waiting={self.config.node_id},
+                )
+                rerun.answer(
+                    self.config.node_id,
+                    self._rerun_copy(request_id, queue, where.task_id, now_ms),
+                )
+                ask_rerun = RerunTask(ref=request_id, queue=queue, task_id=where.task_id)
+                return self._fan_out(rerun, ask_rerun, actions)
             case Operation.TASK_INFO:
                 query = PendingQuery(
                     request_id=request_id,
@@ -305,7 +366,8 @@ class Node:
                     waiting={self.config.node_id},
                 )
                 query.answer(self.config.node_id, self._query_result(0, queue, where.task_id))
-                return self._fan_out(query, QueryTask, actions)
+                ask_query = QueryTask(ref=request_id, queue=queue, task_id=where.task_id)
+                return self._fan_out(query, ask_query, actions)
             case Operation.TASK_CANCEL:
                 cancel = PendingCancel(
                     request_id=request_id,
@@ -316,27 +378,25 @@ class Node:
                 )
                 result = self._cancel_copy(0, queue, where.task_id, now_ms, actions)
                 cancel.add(self.config.node_id, result.state, result.holders)
-                return self._fan_out(cancel, CancelTask, actions)
+                ask_cancel = CancelTask(ref=request_id, queue=queue, task_id=where.task_id)
+                return self._fan_out(cancel, ask_cancel, actions)
             case Operation.HEALTH | Operation.PEER | Operation.CLUSTER:
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)
 
     def _fan_out(
-        self,
-        pending: PendingQuery | PendingCancel,
-        message_type: type[QueryTask] | type[CancelTask],
-        actions: list[Action],
+        self, pending: Asked, message: ReplicaMessage, actions: list[Action]
     ) -> HttpResponse | None:
-        """Asks every other member about the task; answers at once when there is none."""
+        """Asks every other member (this node has answered already); answers at once when
+        there is no other member."""
+        pending.waiting.discard(self.config.node_id)
         others = [m for m in self.members if m != self.config.node_id]
         if not others:
             return pending.response()
         pending.waiting.update(others)
         self._pending[pending.request_id] = pending
         for member in others:
-            message = message_type(ref=pending.request_id, queue=pending.queue,
-                                   task_id=pending.task_id)
             self._tell(member, message, actions)
         return None
 
@@ -352,13 +412,6 @@ class Node:
             response = pending.response()
         actions.append(SendApiResponse(request_id=request_id, response=response))
 
-    def _queue_info(self, queue: str) -> dict[str, object]:
-        counts = self.tasks.counts(queue)
-        return {
-            "queue": queue,
-            "counts": {state.value: counts.get(state, 0) for state in TaskState},
-        }
-
     # -- enqueue: place R copies and answer when they are stored ------------------------------
 
     def _enqueue(
@@ -369,6 +422,9 @@ class Node:
         now_ms: int,
         actions: list[Action],
     ) -> HttpResponse | None:
+        queues_max = self.config.limits.active_queues_max
+        if not self.queues.room_for(queue, queues_max):
+            raise ClientError(507, f"this node has {queues_max} active queues, its limit")
         parsed = parse_enqueue(
             queue, request.header("content-type"), request.body, now_ms, self.config.limits
         )
@@ -395,7 +451,7 @@ class Node:
         self, spec: TaskSpec, request_id: int, index: int, now_ms: int, actions: list[Action]
     ) -> Placement:
         task_id = spec.client_id or new_task_id(self.rng)
-        nodes = placement(f"{spec.queue}/{task_id}", self.members)[: self.config.replicas]
+        nodes = self._placement(f"{spec.queue}/{task_id}")[: self.config.replicas]
         holders = self._intern(tuple((node, k) for k, node in enumerate(nodes)))
         copy = TaskCopy(
             queue=spec.queue,
@@ -426,6 +482,12 @@ class Node:
                 self._refs[ref] = (request_id, index)
                 self._tell(node, StoreCopy(ref=ref, copy=copy), actions)
         return result
+
+    def _placement(self, key: str) -> list[str]:
+        """The members in the order `key` prefers them, without those the leader reports
+        unreachable (a copy sent there would hold the enqueue up until the placement timeout)."""
+        unreachable = self.membership.unreachable()
+        return [m for m in placement(key, self.members) if m not in unreachable]
 
     def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str, Holders]:
         """Keeps `copy` unless this node already has (or remembers) the task.
@@ -458,6 +520,8 @@ class Node:
         if copy.lease_ms:
             task.due_ms = max(task.due_ms, now_ms + copy.lease_ms)
         self.tasks.add(task)
+        if is_primary(task):
+            self.queues.get(task.queue, now_ms).note_waiting(task)
         return True, task.state.value, ()
 
     def _reconcile(self, pending: PendingEnqueue, now_ms: int, actions: list[Action]) -> None:
@@ -499,11 +563,11 @@ class Node:
         says, and a waiting copy that learns the task already finished elsewhere waits on."""
         if task.state.is_final or holders == task.holders:
             return
-        task.holders = self._intern(holders)
         me = self.config.node_id
-        index = next((k for n, k in holders if n == me), task.copy_index)
-        if index != task.copy_index:
-            task.copy_index = index
+        old_index = task.copy_index
+        index = next((k for n, k in holders if n == me), old_index)
+        self.tasks.set_holders(task, self._intern(holders), index)
+        if index != old_index:
             due_ms = task.eta_ms + index * self.config.replica_delay_ms
             if task.state in WAITING and due_ms > task.due_ms:
                 self.tasks.reschedule(task, due_ms, task.state)
@@ -517,58 +581,95 @@ class Node:
     # -- deliveries ------------------------------------------------------------------------------
 
     def _start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
-        limits = self.config.limits
-        tasks = self.tasks
-        standing: bool | None = None
-        while len(tasks.in_flight) < limits.deliveries_in_flight_max:
-            task = tasks.timers.pop_due(now_ms)
-            if task is None:
-                return
-            if len(task.holders) > 1:
-                if standing is None:
-                    standing = self.membership.in_standing(now_ms)
-                key = (task.queue, task.id)
-                if not standing or key in self._unsynced:
-                    # We may have been removed and this task repaired elsewhere: firing now
-                    # could deliver it twice. Ask the others first (a sync).
-                    self._unsynced.add(key)
-                    self._held[key] = task
+        """Starts what is due and allowed, oldest first: the queues' waiting lines, then the
+        tasks whose time has come. A due task that may not start yet (its queue's rate or
+        concurrency, or the node's in-flight cap) waits in its queue's line, and claims its
+        task so that the other copies do not fire meanwhile."""
+        slots = self.config.limits.deliveries_in_flight_max - len(self.tasks.in_flight)
+        queues = self.queues
+        self._standing = None
+        for name in sorted(queues.blocked):  # sorted: the same order on every run
+            queue = queues.get(name, now_ms)
+            while queue.ready and slots > 0:
+                task = queue.ready[0]
+                if task.state not in WAITING or task.due_ms > now_ms:
+                    queue.ready.popleft()  # cancelled, finished or claimed meanwhile
                     continue
-            request = build_request(task, user_agent=self.config.user_agent, limits=limits)
-            delivery_id = tasks.start(task, now_ms)
-            actions.append(
-                StartDelivery(
-                    delivery_id=delivery_id,
-                    request=request,
-                    timeout_ms=self._deadline_ms(task),
-                    excerpt_bytes_max=limits.response_excerpt_bytes_max,
-                )
+                if not queue.admits(now_ms):
+                    break
+                queue.ready.popleft()
+                if not self._must_hold(task, now_ms):
+                    slots -= self._start(task, queue, now_ms, actions)
+            if not queue.ready:
+                queues.blocked.discard(name)
+        while (due := self.tasks.timers.pop_due(now_ms)) is not None:
+            if self._must_hold(due, now_ms):
+                continue
+            queue = queues.get(due.queue, now_ms)
+            if slots <= 0 or queue.ready or not queue.admits(now_ms):
+                queue.ready.append(due)  # keep the queue's order: wait behind the others
+                queues.blocked.add(queue.name)
+                if len(due.holders) > 1:
+                    self._claim(due, self.config.claim_lease_ms, actions)
+                    self._arm_claim_renewal(now_ms)
+                continue
+            slots -= self._start(due, queue, now_ms, actions)
+
+    def _must_hold(self, task: Task, now_ms: int) -> bool:
+        """Whether a replicated copy must wait for a sync: this node may have been removed
+        and the task repaired elsewhere, so firing now could deliver it twice."""
+        if len(task.holders) <= 1:
+            return False
+        if self._standing is None:
+            self._standing = self.membership.in_standing(now_ms)
+        key = (task.queue, task.id)
+        if self._standing and key not in self._unsynced:
+            return False
+        self._unsynced.add(key)
+        self._held[key] = task
+        return True
+
+    def _start(self, task: Task, queue: QueueState, now_ms: int, actions: list[Action]) -> int:
+        """Starts one delivery of `task` (1), or puts it off while its destination asked us to
+        wait (0)."""
+        limits = self.config.limits
+        request = build_request(task, user_agent=self.config.user_agent, limits=limits)
+        destination = (request.host, request.port)
+        hold_ms = self.queues.destination_hold_ms.get(destination)
+        if hold_ms is not None:
+            if hold_ms > now_ms:
+                self.tasks.reschedule(task, hold_ms, task.state)
+                if len(task.holders) > 1:
+                    self._claim(task, hold_ms - now_ms + self.config.claim_lease_ms, actions)
+                return 0
+            del self.queues.destination_hold_ms[destination]
+        delivery_id = self.tasks.start(task, now_ms)
+        queue.in_flight += 1
+        queue.rate.add(now_ms)
+        actions.append(
+            StartDelivery(
+                delivery_id=delivery_id,
+                request=request,
+                timeout_ms=effective_deadline_ms(queue.config, task.retry),
+                excerpt_bytes_max=limits.response_excerpt_bytes_max,
             )
-            if task.holders and len(task.holders) > 1:
-                self._claim(task, self.config.claim_lease_ms, actions)
-                if self._claims_renew_at_ms is None:
-                    self._claims_renew_at_ms = now_ms + self.config.claim_lease_ms // 3
-
-    def _deadline_ms(self, task: Task) -> int:
-        if task.retry is not None and task.retry.deadline_ms is not None:
-            return task.retry.deadline_ms
-        return self.config.delivery_deadline_ms
-
-    def _policy(self, task: Task) -> RetryPolicy:
-        policy = self.config.retry
-        overrides = task.retry
-        if overrides is None:
-            return policy
-        return RetryPolicy(
-            retry_limit=_given(overrides.retry_limit, policy.retry_limit),
-            age_limit_ms=_given(overrides.age_limit_ms, policy.age_limit_ms),
-            min_backoff_ms=_given(overrides.min_backoff_ms, policy.min_backoff_ms),
-            max_backoff_ms=max(
-                _given(overrides.max_backoff_ms, policy.max_backoff_ms),
-                _given(overrides.min_backoff_ms, policy.min_backoff_ms),
-            ),
-            max_doublings=_given(overrides.max_doublings, policy.max_doublings),
         )
+        if len(task.holders) > 1:
+            self._claim(task, self.config.claim_lease_ms, actions)
+            self._arm_claim_renewal(now_ms)
+        return 1
+
+    def _arm_claim_renewal(self, now_ms: int) -> None:
+        if self._claims_renew_at_ms is None:
+            self._claims_renew_at_ms = now_ms + self.config.claim_lease_ms // 3
+
+    def _end_flight(self, delivery_id: int) -> Task | None:
+        task = self.tasks.in_flight.pop(delivery_id, None)
+        if task is not None:
+            queue = self.queues.known(task.queue)
+            if queue is not None and queue.in_flight > 0:
+                queue.in_flight -= 1
+        return task
 
     def _claim(self, task: Task, lease_ms: int, actions: list[Action]) -> None:
         for node in self._others(task):
@@ -582,8 +683,10 @@ class Node:
             self._tell(node, claim, actions)
 
     def _renew_claims(self, now_ms: int, actions: list[Action]) -> None:
-        """Holders keep their copies back while our delivery is in flight: renew the lease."""
-        replicated = [t for t in self.tasks.in_flight.values() if len(t.holders) > 1]
+        """Holders keep their copies back while ours is in flight or waits its turn in a
+        queue's line: renew the lease."""
+        ours = itertools.chain(self.tasks.in_flight.values(), self.queues.waiting())
+        replicated = [t for t in ours if len(t.holders) > 1 and not t.state.is_final]
         for task in replicated:
             self._claim(task, self.config.claim_lease_ms, actions)
         self._claims_renew_at_ms = (
@@ -593,9 +696,9 @@ class Node:
     def _delivery_finished(
         self, event: DeliveryResponded | DeliveryFailed, now_ms: int, actions: list[Action]
     ) -> None:
-        task = self.tasks.in_flight.pop(event.delivery_id, None)
-        if task is None:
-            return  # not ours (a report after restart or a duplicate report): nothing to undo
+        task = self._end_flight(event.delivery_id)
+        if task is None or self.tasks.get(task.queue, task.id) is not task:
+            return  # not ours, or purged while in flight: nothing to record
         task.attempts += 1
         wait_ms: int | None = None
         success = False
@@ -618,15 +721,23 @@ class Node:
             self.tasks.finish(task, TaskState.SUCCEEDED, now_ms)
             self._announce_finished(task, self._others(task), actions)
             return
-        policy = self._policy(task)
+        policy = effective_retry(self.queues.get(task.queue, now_ms).config, task.retry)
         retries_done = task.attempts - 1
         assert task.first_attempt_ms is not None
         if not policy.may_retry(retries_done, task.first_attempt_ms, now_ms):
             self.tasks.finish(task, TaskState.FAILED, now_ms)
             self._announce_finished(task, self._others(task), actions)
             return
-        # A Retry-After is honoured up to how far ahead a task may be scheduled at all.
+        # A Retry-After is honoured up to how far ahead a task may be scheduled at all, and
+        # holds back every task for that destination, not just this one.
         asked_ms = min(wait_ms or 0, self.config.limits.schedule_ahead_ms_max)
+        if asked_ms:
+            destination = build_request(
+                task, user_agent=self.config.user_agent, limits=self.config.limits
+            )
+            key = (destination.host, destination.port)
+            holds = self.queues.destination_hold_ms
+            holds[key] = max(holds.get(key, 0), now_ms + asked_ms)
         delay_ms = max(policy.backoff_ms(retries_done), asked_ms)
         self.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)
         if len(task.holders) > 1:
@@ -678,6 +789,15 @@ class Node:
                         self._reply(ref, now_ms, actions)
             case QueryTask(ref=ref, queue=queue, task_id=task_id):
                 self._tell(sender, self._query_result(ref, queue, task_id), actions)
+            case QueueStatsQuery():
+                self._tell(sender, queue_stats(self.tasks, self.queues, message, now_ms), actions)
+            case QueueCommand():
+                self._tell(sender, queue_command(self.tasks, self.queues, message, now_ms),
+                           actions)
+            case RerunTask(ref=ref, queue=queue, task_id=task_id):
+                self._tell(sender, self._rerun_copy(ref, queue, task_id, now_ms), actions)
+            case QueueStats() | QueueCommandDone() | RerunResult():
+                self._answered(sender, message, now_ms, actions)
             case QueryResult(ref=ref) if ref < 0:
                 self._sync_answer(sender, message, now_ms, actions)
             case QueryResult(ref=ref):
@@ -688,6 +808,32 @@ class Node:
                         self._reply(ref, now_ms, actions)
             case _:
                 assert_never(message)
+
+    def _answered(
+        self,
+        sender: str,
+        message: QueueStats | QueueCommandDone | RerunResult,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
+        pending = self._pending.get(message.ref)
+        match pending, message:
+            case PendingQueueInfo(), QueueStats():
+                pending.answer(sender, message)
+            case PendingQueueCommand(), QueueCommandDone():
+                pending.answer(sender, message)
+            case PendingRerun(), RerunResult():
+                pending.answer(sender, message)
+            case _:
+                return  # late, duplicated, or not for a request of this kind
+        if not pending.waiting:
+            self._reply(message.ref, now_ms, actions)
+
+    def _rerun_copy(self, ref: int, queue: str, task_id: str, now_ms: int) -> RerunResult:
+        task = self.tasks.get(queue, task_id)
+        index = 0 if task is None else task.copy_index
+        due_ms = now_ms + index * self.config.replica_delay_ms
+        return rerun_copy(self.tasks, self.queues, ref, queue, task_id, due_ms)
 
     def _store_acknowledged(
         self, sender: str, ack: StoreAck, now_ms: int, actions: list[Action]
@@ -736,7 +882,7 @@ class Node:
             # Our own attempt is in flight; its answer changes nothing now.
             for delivery_id, in_flight in list(self.tasks.in_flight.items()):
                 if in_flight is task:
-                    del self.tasks.in_flight[delivery_id]
+                    self._end_flight(delivery_id)
         self.tasks.finish(task, TaskState(message.state), now_ms)
         # Holders the sender may not know of (added by a repair it missed) hear it from us.
         forward = [n for n in self._others(task) if n != sender]
@@ -748,6 +894,9 @@ class Node:
         task = self.tasks.get(queue, task_id)
         if task is None:
             return CancelResult(ref=ref, state=None, holders=())
+        if task.state is TaskState.FAILED:
+            self.tasks.drop(task)  # deleting a dead letter
+            return CancelResult(ref=ref, state="deleted", holders=task.holders)
         if task.state in WAITING:
             self.tasks.finish(task, TaskState.CANCELLED, now_ms)
         return CancelResult(ref=ref, state=task.state.value, holders=task.holders)
@@ -812,7 +961,7 @@ class Node:
             if held is not None:  # still one of its holders: our copy is as good as before
                 self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
         elif sync.states:
-            self.tasks.discard(task)  # it lives on, repaired onto other members: ours is stale
+            self.tasks.drop(task)  # it lives on, repaired onto other members: ours is stale
         elif held is not None:
             # Nobody else has it: ours is the last copy. Deliver it and make the others again.
             self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
@@ -852,11 +1001,12 @@ class Node:
         actions: list[Action],
     ) -> None:
         live_nodes = {n for n, _ in live}
-        candidates = [m for m in placement(f"{task.queue}/{task.id}", self.members)
-                      if m not in live_nodes]
+        candidates = [
+            m for m in self._placement(f"{task.queue}/{task.id}") if m not in live_nodes
+        ]
         next_index = max(k for _, k in task.holders) + 1
         added = [(node, next_index + i) for i, node in enumerate(candidates[: wanted - len(live)])]
-        task.holders = self._intern(tuple(live + added))
+        self.tasks.set_holders(task, self._intern(tuple(live + added)), task.copy_index)
         me = self.config.node_id
         for node, _ in live:
             if node != me:
@@ -888,5 +1038,21 @@ class Node:
         )
 
 
-def _given(value: int | None, default: int) -> int:
-    return default if value is None else value
+LISTING_LIMIT_DEFAULT = 100
+
+
+def _listing(query: tuple[tuple[str, str], ...], limits: Limits) -> tuple[str | None, int]:
+    """`?state=failed&limit=N` of `GET /{queue}`: which tasks to list, and how many at most."""
+    params = dict(query)
+    unknown = sorted(set(params) - {"state", "limit"})
+    if unknown:
+        raise ClientError(400, f"unknown query parameter {unknown[0]!r}; use state and limit")
+    state = params.get("state")
+    if state is not None and state not in {s.value for s in TaskState}:
+        names = ", ".join(s.value for s in TaskState)
+        raise ClientError(400, f"state must be one of {names}, not {state!r}")
+    text = params.get("limit", str(LISTING_LIMIT_DEFAULT))
+    maximum = limits.listing_tasks_max
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ClientError(400, f"limit must be a whole number from 1 to {maximum}, not {text!r}")
+    return state, int(text)

@@ -163,13 +163,14 @@ class PendingCancel:
                     503, f"no answer about task {self.task_id!r} from its holders in time"
                 )
             return error_response(404, f"no task {self.task_id!r} in queue {self.queue!r}")
+        if "deleted" in states:
+            return json_response(200, {"status": "deleted", "id": self.task_id})
         for state, message in (
             (TaskState.SUCCEEDED.value, "the task has already succeeded"),
             (
                 TaskState.DELIVERING.value,
                 "the task is being delivered right now; it can no longer be cancelled",
             ),
-            (TaskState.FAILED.value, "the task has already failed"),
         ):
             if state in states:
                 body = {"status": "error", "error": message, "state": state}

@@ -7,6 +7,7 @@ wall-clock ETA and mean the same on every node.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .http import Headers
@@ -120,6 +121,70 @@ class QueryResult:
     """The holder's view of the task as the JSON of `GET /{queue}/{id}`; None if it has none."""
 
 
+class QueueCommandKind(enum.Enum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    PURGE = "purge"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCommand:
+    """Pause, resume or purge a queue on this member; answered with QueueCommandDone."""
+
+    ref: int
+    queue: str
+    command: QueueCommandKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCommandDone:
+    ref: int
+    affected: int
+    """Copies deleted by a purge (0 for pause and resume)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStatsQuery:
+    """This member's share of `GET /{queue}`: the tasks it answers for (its primary copies)."""
+
+    ref: int
+    queue: str
+    state: str | None
+    """List the tasks in this state too (up to `limit`), e.g. the dead letters."""
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    ref: int
+    counts: tuple[tuple[str, int], ...]
+    oldest_eta_ms: int | None
+    attempts_last_minute: int
+    paused: bool
+    rate_millis_per_s: int | None
+    """This member's share of the queue's rate, in thousandths of a task per second (the wire
+    carries no floats); None: no rate limit."""
+    tasks: tuple[str, ...]
+    """The listed tasks as JSON, oldest ETA first."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RerunTask:
+    """Run a failed task again (from a fresh retry budget); answered with RerunResult."""
+
+    ref: int
+    queue: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RerunResult:
+    ref: int
+    state: str | None
+    """The copy's state before the request (re-run if it was failed); None when this member
+    holds no such task."""
+
+
 ReplicaMessage = (
     StoreCopy
     | StoreAck
@@ -130,4 +195,10 @@ ReplicaMessage = (
     | CancelResult
     | QueryTask
     | QueryResult
+    | QueueCommand
+    | QueueCommandDone
+    | QueueStatsQuery
+    | QueueStats
+    | RerunTask
+    | RerunResult
 )

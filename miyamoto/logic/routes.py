@@ -17,6 +17,8 @@ class Operation(enum.Enum):
     QUEUE_INFO = "queue_info"
     TASK_INFO = "task_info"
     TASK_CANCEL = "task_cancel"
+    TASK_RERUN = "task_rerun"
+    QUEUE_COMMAND = "queue_command"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +26,8 @@ class Route:
     operation: Operation
     queue: str = ""
     task_id: str = ""
+    command: str = ""
+    """For QUEUE_COMMAND: pause, resume or purge."""
     query: tuple[tuple[str, str], ...] = ()
 
 
@@ -34,11 +38,9 @@ _NODE_PATHS: dict[str, tuple[str, Operation]] = {
 }
 """The node's own paths (they start with `_`, which queue names may not)."""
 
-_ALLOWED: dict[int, tuple[tuple[str, Operation], ...]] = {
-    1: (("POST", Operation.ENQUEUE), ("GET", Operation.QUEUE_INFO)),
-    2: (("GET", Operation.TASK_INFO), ("DELETE", Operation.TASK_CANCEL)),
-}
-"""Path depth (queue, or queue/id) -> the methods allowed there and what they do."""
+QUEUE_COMMANDS = ("pause", "resume", "purge")
+"""`POST /{queue}/_pause` and so on: `_` cannot start a task id a client would choose by accident,
+and POST is not otherwise allowed on `/{queue}/{id}`."""
 
 
 def route(method: str, target: str) -> Route:
@@ -56,12 +58,28 @@ def route(method: str, target: str) -> Route:
         if method != allowed_method:
             raise ClientError(405, f"{method} is not allowed on {parts.path}; use {allowed_method}")
         return Route(operation=operation)
-    allowed = _ALLOWED.get(len(segments))
-    if allowed is None or segments[0] == "":
+    if not segments or segments[0] == "":
         raise ClientError(404, "no such path: use /{queue} or /{queue}/{task id}")
-    for allowed_method, operation in allowed:
-        if method == allowed_method:
-            task_id = segments[1] if len(segments) == 2 else ""
-            return Route(operation=operation, queue=segments[0], task_id=task_id, query=query)
-    names = ", ".join(m for m, _ in allowed)
-    raise ClientError(405, f"{method} is not allowed on {parts.path}; use {names}")
+    queue = segments[0]
+    shape = len(segments)
+    allowed: dict[str, Operation] = {}
+    command = ""
+    if shape == 1:
+        allowed = {"POST": Operation.ENQUEUE, "GET": Operation.QUEUE_INFO}
+    elif shape == 2 and segments[1].startswith("_") and segments[1][1:] in QUEUE_COMMANDS:
+        allowed = {"POST": Operation.QUEUE_COMMAND}
+        command = segments[1][1:]
+    elif shape == 2:
+        allowed = {"GET": Operation.TASK_INFO, "DELETE": Operation.TASK_CANCEL}
+    elif shape == 3 and segments[2] == "rerun":
+        allowed = {"POST": Operation.TASK_RERUN}
+    else:
+        raise ClientError(404, "no such path: use /{queue} or /{queue}/{task id}")
+    chosen = allowed.get(method)
+    if chosen is None:
+        names = ", ".join(allowed)
+        raise ClientError(405, f"{method} is not allowed on {parts.path}; use {names}")
+    task_id = segments[1] if shape in (2, 3) and not command else ""
+    return Route(
+        operation=chosen, queue=queue, task_id=task_id, command=command, query=query
+    )

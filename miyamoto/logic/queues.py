@@ -1,0 +1,158 @@
+"""Per-queue admission: which due task may start now, under its queue's rate, concurrency cap
+and pause, and under a destination's request to slow down.
+
+A due task that may not start yet waits in its queue's ready line (first in, first out) and
+keeps its state; the timer heap is only for tasks not yet due. In a cluster, each node enforces
+its share of a queue's rate and concurrency (the total divided by the member count), so the
+cluster as a whole keeps to the configured numbers (docs/queues.md says how far it can overshoot).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterator
+
+from .queue_config import QueueConfig, QueuesConfig
+from .task import Task, TaskState
+from .token_bucket import TokenBucket
+
+WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
+_PENDING = (*WAITING, TaskState.DELIVERING)
+RATE_WINDOW_S = 60
+"""Deliveries per minute are counted over this many one-second slots."""
+
+
+class DeliveryRate:
+    """Attempts started in the last minute, in one-second slots (a ring)."""
+
+    def __init__(self) -> None:
+        self._slots = [0] * RATE_WINDOW_S
+        self._second = 0
+
+    def add(self, now_ms: int) -> None:
+        self._advance(now_ms // 1000)
+        self._slots[self._second % RATE_WINDOW_S] += 1
+
+    def per_minute(self, now_ms: int) -> int:
+        self._advance(now_ms // 1000)
+        return sum(self._slots)
+
+    def _advance(self, second: int) -> None:
+        if second <= self._second:
+            return  # the same second, or the wall clock stepped back: keep counting
+        for s in range(self._second + 1, min(second, self._second + RATE_WINDOW_S) + 1):
+            self._slots[s % RATE_WINDOW_S] = 0
+        self._second = second
+
+
+class QueueState:
+    def __init__(self, name: str, config: QueueConfig, members: int, now_ms: int) -> None:
+        self.name = name
+        self.config = config
+        self.paused = False
+        self.in_flight = 0
+        self.ready: deque[Task] = deque()
+        self.rate = DeliveryRate()
+        self.bucket: TokenBucket | None = None
+        self.concurrency_share: int | None = None
+        self.rate_share: float | None = None
+        self.members = 0
+        self.share(members, now_ms)
+        self._pending_etas: list[tuple[int, Task]] = []
+        """(ETA, task) of this queue's waiting copies; stale entries dropped lazily."""
+
+    def share(self, members: int, now_ms: int) -> None:
+        """Takes this node's share of the queue's rate and concurrency among `members` nodes."""
+        members = max(1, members)
+        if members == self.members:
+            return
+        self.members = members
+        config = self.config
+        if config.max_concurrent is not None:
+            self.concurrency_share = max(1, config.max_concurrent // members)
+        if config.rate_per_s is not None:
+            self.rate_share = config.rate_per_s / members
+            bucket_share = max(1, config.bucket_size // members)
+            if self.bucket is None or self.bucket.bucket_size != bucket_share:
+                self.bucket = TokenBucket(
+                    rate_per_s=self.rate_share, bucket_size=bucket_share, now_ms=now_ms
+                )
+            else:
+                self.bucket.set_rate(self.rate_share, now_ms)
+
+    def note_waiting(self, task: Task) -> None:
+        heapq.heappush(self._pending_etas, (task.eta_ms, task))
+
+    def oldest_eta_ms(self) -> int | None:
+        etas = self._pending_etas
+        while etas and etas[0][1].state not in _PENDING:
+            heapq.heappop(etas)
+        return etas[0][0] if etas else None
+
+    def is_idle(self) -> bool:
+        """Nothing here but settings and counters that may be forgotten."""
+        return not (self.ready or self.in_flight or self.paused) and self.oldest_eta_ms() is None
+
+    def admits(self, now_ms: int) -> bool:
+        """Whether one more delivery may start now; takes a token when it may."""
+        if self.paused:
+            return False
+        if self.concurrency_share is not None and self.in_flight >= self.concurrency_share:
+            return False
+        return self.bucket is None or self.bucket.try_take(now_ms)
+
+    def wake_ms(self, now_ms: int) -> int | None:
+        """When a waiting line held back only by the rate can move again."""
+        if not self.ready or self.paused or self.bucket is None:
+            return None
+        if self.concurrency_share is not None and self.in_flight >= self.concurrency_share:
+            return None  # a finishing delivery wakes it, not a timer
+        return self.bucket.next_token_ms(now_ms)
+
+
+class Queues:
+    """Every queue this node has seen, created on first use with its configured settings."""
+
+    def __init__(self, config: QueuesConfig) -> None:
+        self.config = config
+        self._queues: dict[str, QueueState] = {}
+        self._members = 1
+        self.blocked: set[str] = set()
+        """Queues with a waiting line."""
+        self.destination_hold_ms: dict[tuple[str, int], int] = {}
+        """(host, port) -> until when deliveries to it wait (it answered 429/503 Retry-After)."""
+
+    def get(self, name: str, now_ms: int) -> QueueState:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = QueueState(name, self.config.for_queue(name), self._members, now_ms)
+            self._queues[name] = queue
+        return queue
+
+    def room_for(self, name: str, queues_max: int) -> bool:
+        """Whether `name` may have a queue state: it has one, or there is room for one after
+        idle queues (nothing waiting, in flight or paused) are forgotten."""
+        if name in self._queues or len(self._queues) < queues_max:
+            return True
+        for idle in [n for n, q in self._queues.items() if q.is_idle()]:
+            del self._queues[idle]
+            self.blocked.discard(idle)
+        return len(self._queues) < queues_max
+
+    def known(self, name: str) -> QueueState | None:
+        return self._queues.get(name)
+
+    def set_members(self, members: int, now_ms: int) -> None:
+        self._members = max(1, members)
+        for queue in self._queues.values():
+            queue.share(self._members, now_ms)
+
+    def waiting(self) -> Iterator[Task]:
+        """Every task waiting in a queue's line."""
+        for name in sorted(self.blocked):
+            yield from self._queues[name].ready
+
+    def next_wake_ms(self, now_ms: int) -> int | None:
+        wakes = (self._queues[name].wake_ms(now_ms) for name in self.blocked)
+        return min((w for w in wakes if w is not None), default=None)
