@@ -90,3 +90,19 @@ def test_help_names_the_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for word in ("INTERFACE", "LEADER", "--port", "--seed", "--replicas", "--queues"):
         assert word in out
+
+
+def test_retention_and_a_queues_file_reach_the_node_config(tmp_path: Path) -> None:
+    from miyamoto.io.node import node_config
+    from miyamoto.logic.queue_config import QueueConfigError
+
+    queues = tmp_path / "queues.toml"
+    queues.write_text("[queue.emails]\nrate = 2\n")
+    config = node_config(
+        parse_args(["127.0.0.1", "127.0.0.1", "--retention", "60", "--queues", str(queues)])
+    )
+    assert config.retention_ms == 60_000
+    assert config.queues_config.for_queue("emails").rate_per_s == 2
+    queues.write_text("[queue.emails]\nrat = 2\n")
+    with pytest.raises(QueueConfigError, match=r"queues\.toml: \[queue\.emails\] unknown key"):
+        node_config(parse_args(["127.0.0.1", "127.0.0.1", "--queues", str(queues)]))

@@ -49,6 +49,8 @@ class DaemonOptions:
     replicas: int = 2
     replica_delay_s: float = 5.0
     queues_file: str | None = None
+    retention_s: float = 3600.0
+    """How long succeeded and cancelled tasks stay visible and their ids deduplicate."""
 
     @property
     def node_id(self) -> str:
@@ -74,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         replicas=args.replicas,
         replica_delay_s=args.replica_delay,
         queues_file=args.queues,
+        retention_s=args.retention,
     )
 
 
@@ -117,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="how long replicas wait for the owner before delivering a task (default 5)",
     )
     parser.add_argument("--queues", metavar="FILE", type=_readable_file, help="queue definitions")
+    parser.add_argument(
+        "--retention",
+        metavar="SECONDS",
+        type=_seconds,
+        default=3600.0,
+        help="how long succeeded and cancelled tasks stay visible and their task ids "
+        "deduplicate (default 3600; each remembered task costs a few hundred bytes)",
+    )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     return parser
 

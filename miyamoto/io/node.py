@@ -122,6 +122,7 @@ def node_config(options: DaemonOptions) -> NodeConfig:
         seed_id=options.seed_id,
         replicas=options.replicas,
         replica_delay_ms=round(options.replica_delay_s * 1000),
+        retention_ms=round(options.retention_s * 1000),
         queues=queues,
     )
 
