@@ -4,7 +4,8 @@
     python -m sim --seed 7                 one run (scenario swarm), replayed exactly
     python -m sim --seed 7 --scenario pause --trace     ... printing every event
     python -m sim --seeds 1..500 --jobs 2  a soak: many seeds of one scenario (swarm)
-    --nodes, --replicas, --minutes, --tasks fix what the seed would otherwise draw.
+    --nodes, --replicas, --minutes, --tasks, --limits, --id-reuse fix what the seed would
+    otherwise draw.
 
 Output starts with `SEED=` and the run's configuration; a failed run ends with the command that
 reproduces it. Exit codes: 0 every run passed, 2 bad usage, 3 a node crashed (raised), 4 the
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 
 from .canaries import CANARIES, node_class
 from .checkers import FailureKind
+from .limit_checks import LimitStats
+from .limits import LIMIT_CHOICES
 from .matrix import Job, rows_of, run_jobs, table
 from .run import RunResult, run
 from .scenarios import SCENARIOS, Shape, draw_config
@@ -61,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="length of the safety phase (faults, clients)")
     p.add_argument("--tasks", type=int, help="tasks the clients enqueue")
     p.add_argument(
+        "--limits", choices=LIMIT_CHOICES, help="which limited queues (rate q1, capped q2)"
+    )
+    p.add_argument(
+        "--id-reuse", choices=("yes", "no"), help="racing enqueues, ids with another payload"
+    )
+    p.add_argument(
         "--seeds-per-scenario", type=_positive, default=DEFAULT_SEEDS_PER_SCENARIO, metavar="K"
     )
     p.add_argument("--canary", choices=sorted(CANARIES), help="run a deliberately broken node")
@@ -81,7 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, canary in sorted(CANARIES.items()):
             print(f"canary {name:11} {canary.description}")
         return 0
-    shape = Shape(nodes=args.nodes, replicas=args.replicas, minutes=args.minutes, tasks=args.tasks)
+    shape = Shape(
+        nodes=args.nodes,
+        replicas=args.replicas,
+        minutes=args.minutes,
+        tasks=args.tasks,
+        limits=args.limits,
+        id_reuse=None if args.id_reuse is None else args.id_reuse == "yes",
+    )
     if args.seed is not None:
         job = Job(
             seed=args.seed, scenario=args.scenario or "swarm", shape=shape, canary=args.canary
@@ -143,10 +159,31 @@ def _summary(result: RunResult) -> None:
         f"speed={result.speed:,.0f} sim-s/wall-s ({config.nodes} nodes, {r.tasks} tasks) "
         f"steps={result.steps} trace={result.trace_hash}"
     )
+    if r.limits is not None:
+        print(f"limits: {_limits_line(r.limits)}")
     for violation in r.violations[:20]:
         print(f"  {violation.anomaly.failure.name} {violation}")
     if len(r.violations) > 20:
         print(f"  ... and {len(r.violations) - 20} more")
+
+
+def _limits_line(stats: LimitStats) -> str:
+    """How close the limited queues came to their limits (the tightest span, the most in
+    flight), so a run shows whether its limits were put to the test."""
+    parts = []
+    worst = stats.rate_worst
+    if worst is not None:
+        parts.append(
+            f"rate: {stats.rate_starts} starts, tightest span {worst.starts} starts in "
+            f"{worst.end_ms - worst.start_ms} ms of {float(worst.allowed):.2f} allowed"
+        )
+    if stats.capped_in_flight_max:
+        parts.append(
+            f"cap: at most {stats.capped_in_flight_max} in flight "
+            f"(of {stats.capped_allowed_at_max} allowed then), {stats.capped_held_back} "
+            "held back until a slot freed"
+        )
+    return "; ".join(parts) or "no delivery of a limited queue"
 
 
 def _verdict(failed: Sequence[tuple[Job, RunResult]]) -> int:

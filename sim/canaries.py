@@ -19,6 +19,8 @@ from miyamoto.logic.membership import Membership
 from miyamoto.logic.messages import Envelope, Outgoing, VoteRequest, VoteResponse
 from miyamoto.logic.node import MembershipLayer, Node
 from miyamoto.logic.pending import Placement
+from miyamoto.logic.queue_config import QueuesConfig
+from miyamoto.logic.queues import Queues, QueueState
 from miyamoto.logic.replica_messages import (
     CancelResult,
     CancelTask,
@@ -166,6 +168,69 @@ class VotesTwice(Node):
         super().__init__(config, rng, now_ms, membership=membership)
 
 
+class RatelessQueue(QueueState):
+    """Admits a delivery without taking a token: the queue's rate is ignored."""
+
+    def admits(self, now_ms: int) -> bool:
+        if self.paused:
+            return False
+        return self.concurrency_share is None or self.in_flight < self.concurrency_share
+
+
+class UncappedQueue(QueueState):
+    """Admits a delivery however many are in flight: the queue's cap is ignored."""
+
+    def admits(self, now_ms: int) -> bool:
+        if self.paused:
+            return False
+        return self.bucket is None or self.bucket.try_take(now_ms)
+
+
+class _QueuesOf(Queues):
+    """Queues whose states are of another class. (Bends `Queues.get`.)"""
+
+    def __init__(self, config: QueuesConfig, state_class: type[QueueState]) -> None:
+        super().__init__(config)
+        self.state_class = state_class
+
+    def get(self, name: str, now_ms: int) -> QueueState:
+        queue = self.known(name)
+        if queue is None:
+            queue = self.state_class(name, self.config.for_queue(name), self._members, now_ms)
+            self._queues[name] = queue
+        return queue
+
+
+class IgnoresRate(Node):
+    """Its queues never take a token: a rate-limited queue starts whatever is due."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        super().__init__(config, rng, now_ms, membership=membership)
+        self.queues = _QueuesOf(config.queues_config, RatelessQueue)
+
+
+class IgnoresConcurrency(Node):
+    """Its queues start deliveries however many of theirs are in flight."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        super().__init__(config, rng, now_ms, membership=membership)
+        self.queues = _QueuesOf(config.queues_config, UncappedQueue)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
     node_class: type[Node]
@@ -212,6 +277,18 @@ CANARIES: dict[str, Canary] = {
         description="answers an enqueue before its copies are stored",
         caught_as=Anomaly.LOST,
         scenario="lossy_network",
+    ),
+    "ignores_rate": Canary(
+        node_class=IgnoresRate,
+        description="a rate-limited queue takes no token: it starts whatever is due",
+        caught_as=Anomaly.RATE,
+        scenario="rate_limited",
+    ),
+    "ignores_concurrency": Canary(
+        node_class=IgnoresConcurrency,
+        description="a capped queue starts deliveries however many are in flight",
+        caught_as=Anomaly.CONCURRENCY,
+        scenario="rate_limited",
     ),
     "votes_twice": Canary(
         node_class=VotesTwice,

@@ -2,8 +2,12 @@
 
 `Checker` records what clients and receivers saw (into a `History`) and checks, as each thing
 happens, whatever can be checked at once: unexpected, early and cancelled deliveries, election
-safety, epochs. `Checker.report()` checks the rest at the end: lost and duplicated tasks, late
-ones, and counts everything for the table.
+safety, epochs, a capped queue's deliveries in flight. `Checker.report()` checks the rest at
+the end: lost and duplicated tasks, late ones, a rate-limited queue's starts over every span,
+and counts everything for the table.
+
+A task is a client id in a queue (`TaskRecord`): every enqueue naming that id, whatever its
+payload, is the same task, acknowledged once and owed exactly one successful delivery.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 
 from .history import DeliveryRecord, FaultLog, Order, TaskRecord
+from .limit_checks import LimitChecker, LimitStats, Process
 
 
 class FailureKind(enum.Enum):
@@ -30,7 +35,8 @@ class Anomaly(enum.Enum):
     UNEXPECTED = "unexpected"
     EARLY = "early"
     DUPLICATED = "duplicated"
-    """More than one 2xx delivery with no fault around the task to explain it."""
+    """More than one 2xx delivery of one task (one client id in one queue, whatever payloads
+    were enqueued under it) with no fault around it to explain it."""
     CANCELLED = "cancelled"
     """A delivery started after its cancel was acknowledged."""
     ELECTION_SAFETY = "election_safety"
@@ -38,6 +44,11 @@ class Anomaly(enum.Enum):
     """An epoch went back, or one epoch named two memberships."""
     BAD_INPUT = "bad_input"
     """A node accepted a malformed request, or answered it with something other than a 4xx."""
+    RATE = "rate"
+    """A rate-limited queue started more attempts in some span than the cluster may
+    (sim/limit_checks.py)."""
+    CONCURRENCY = "concurrency"
+    """A capped queue had more deliveries in flight than the cluster, or a node, may."""
     NOT_CONVERGED = "not_converged"
     NODE_CRASH = "node_crash"
 
@@ -107,6 +118,8 @@ class Report:
     quorum_lost: bool = False
     """A majority of the members crashed (memory lost) at once: the cluster cannot recover on
     its own, so convergence was not required."""
+    limits: LimitStats | None = None
+    """How close the limited queues came to their limits (None: the run had none)."""
     violations: list[Violation] = field(default_factory=list)
 
     @property
@@ -120,10 +133,13 @@ class Report:
 
 
 class Checker:
-    def __init__(self, bounds: Bounds) -> None:
+    def __init__(self, bounds: Bounds, limits: LimitChecker | None = None) -> None:
         self.bounds = bounds
-        self.tasks: dict[str, TaskRecord] = {}
-        """By workload key."""
+        self.limits = limits
+        self.tasks: dict[tuple[str, str], TaskRecord] = {}
+        """By (queue, client id)."""
+        self._by_key: dict[str, TaskRecord] = {}
+        """By workload key (payload): several keys may name one task."""
         self._by_task_id: dict[str, TaskRecord] = {}
         self.faults = FaultLog()
         self.violations: list[Violation] = []
@@ -138,6 +154,7 @@ class Checker:
         self._counts = {anomaly: 0 for anomaly in Anomaly}
         self.quorum_lost_ms: int | None = None
         """When a majority of the members had crashed (memory lost), if it ever happened."""
+        self._limit_violations_seen = 0
 
     def violate(self, anomaly: Anomaly, time_ms: int, detail: str) -> None:
         self._counts[anomaly] += 1
@@ -146,33 +163,52 @@ class Checker:
     # -- clients ---------------------------------------------------------------------------------
 
     def enqueue_sent(self, *, key: str, task_id: str, queue: str, eta_ms: int) -> None:
-        record = self.tasks.get(key)
+        """A client sent an enqueue of payload `key` with client id `task_id`: a new task, or
+        (the id already sent into `queue`) the same task again, perhaps with another payload."""
+        record = self._by_key.get(key)
         if record is None:
-            record = TaskRecord(key=key, task_id=task_id, queue=queue, eta_ms=eta_ms)
-            self.tasks[key] = record
-            self._by_task_id[task_id] = record
-        assert record.task_id == task_id, (key, task_id)
+            record = self.tasks.get((queue, task_id))
+            if record is None:
+                assert task_id not in self._by_task_id, f"{task_id} used in two queues"
+                record = TaskRecord(key=key, task_id=task_id, queue=queue, eta_ms=eta_ms)
+                self.tasks[(queue, task_id)] = record
+                self._by_task_id[task_id] = record
+            self._by_key[key] = record
+        assert (record.queue, record.task_id) == (queue, task_id), (key, queue, task_id)
         record.eta_ms = min(record.eta_ms, eta_ms)
+        record.payload_etas[key] = min(record.payload_etas.get(key, eta_ms), eta_ms)
         record.enqueues_sent += 1
 
-    def enqueue_acked(self, *, key: str, node: str, time_ms: int, replicas: int | None) -> None:
-        record = self.tasks[key]
+    def enqueue_acked(
+        self,
+        *,
+        key: str,
+        node: str,
+        time_ms: int,
+        replicas: int | None,
+        duplicate: bool = False,
+    ) -> None:
+        """A node answered "scheduled" or (`duplicate`) "duplicate": the task (not the
+        payload) exists."""
+        record = self._by_key[key]
+        record.acks += 1
+        record.duplicate_acks += duplicate
         record.acked_by.add(node)
         if record.acked_ms is None:
             record.acked_ms = time_ms
             record.replicas_acked = replicas
 
     def cancel_sent(self, key: str) -> None:
-        self.tasks[key].cancel_maybe = True
+        self._by_key[key].cancel_maybe = True
 
     def cancel_refused(self, key: str) -> None:
         """A node answered that it did not cancel (unknown task, or too late)."""
-        record = self.tasks[key]
+        record = self._by_key[key]
         if record.cancel_acked_order is None:
             record.cancel_maybe = False
 
     def cancel_acked(self, *, key: str, time_ms: int, order: Order) -> None:
-        record = self.tasks[key]
+        record = self._by_key[key]
         if record.cancel_acked_order is None:
             record.cancel_acked_order, record.cancel_acked_ms = order, time_ms
 
@@ -200,17 +236,28 @@ class Checker:
     # -- receivers -------------------------------------------------------------------------------
 
     def delivery_started(self, delivery: DeliveryRecord) -> None:
-        record = self.tasks.get(delivery.key) if delivery.key is not None else None
-        if record is None or record.task_id != delivery.task_id:
+        if self.limits is not None:
+            self.limits.delivery_started(
+                (delivery.node, delivery.incarnation), delivery.delivery_id, delivery.queue,
+                delivery.task_id, delivery.time_ms,
+            )  # fmt: skip
+            self._take_limit_violations(self.limits)
+        record = self._by_key.get(delivery.key) if delivery.key is not None else None
+        if (
+            record is None
+            or record.task_id != delivery.task_id
+            or (delivery.queue and delivery.queue != record.queue)
+        ):
             self.violate(
                 Anomaly.UNEXPECTED,
                 delivery.time_ms,
-                f"{delivery.node} delivered task {delivery.task_id!r} (key {delivery.key!r}), "
-                "which no client enqueued",
+                f"{delivery.node} delivered task {delivery.task_id!r} (key {delivery.key!r}, "
+                f"queue {delivery.queue!r}), which no client enqueued",
             )
             return
         record.deliveries.append(delivery)
-        early_ms = record.eta_ms - delivery.time_ms
+        assert delivery.key is not None
+        early_ms = record.payload_etas[delivery.key] - delivery.time_ms
         if early_ms > self.bounds.early_slack_ms:
             self.violate(
                 Anomaly.EARLY,
@@ -229,7 +276,22 @@ class Checker:
                 "acknowledged",
             )
 
+    def delivery_ended(self, process: Process, delivery_id: int, time_ms: int) -> None:
+        """The node that started a delivery heard its outcome."""
+        if self.limits is not None:
+            self.limits.delivery_ended(process, delivery_id, time_ms)
+
     # -- the cluster -----------------------------------------------------------------------------
+
+    def members_known(self, process: Process, members: int, time_ms: int) -> None:
+        """After a step, `process` knows a member list of length `members` (0: none yet)."""
+        if self.limits is not None:
+            self.limits.members_known(process, members, time_ms)
+
+    def process_ended(self, process: Process, time_ms: int) -> None:
+        """`process` crashed (its memory and connections are gone)."""
+        if self.limits is not None:
+            self.limits.process_ended(process, time_ms)
 
     def leader_seen(
         self, *, cluster_id: int, term: int, node: str, incarnation: int, time_ms: int
@@ -331,11 +393,25 @@ class Checker:
                     )
             if len(successes) > 1:
                 self._check_duplicate(record, successes, report)
+        if self.limits is not None:
+            self._check_limits(self.limits, report)
         report.early = self._counts[Anomaly.EARLY]
         report.cancelled = self._counts[Anomaly.CANCELLED]
         report.lost = self._counts[Anomaly.LOST]
         report.violations = list(self.violations)
         return report
+
+    def _check_limits(self, limits: LimitChecker, report: Report) -> None:
+        limits.check_rate()
+        self._take_limit_violations(limits)
+        report.limits = limits.stats
+
+    def _take_limit_violations(self, limits: LimitChecker) -> None:
+        """What the limit checker found since last asked, as anomalies."""
+        for found in limits.stats.violations[self._limit_violations_seen :]:
+            anomaly = Anomaly.RATE if found.kind == "rate" else Anomaly.CONCURRENCY
+            self.violate(anomaly, found.time_ms, found.detail)
+        self._limit_violations_seen = len(limits.stats.violations)
 
     def _check_duplicate(
         self, record: TaskRecord, successes: list[DeliveryRecord], report: Report
@@ -348,11 +424,15 @@ class Checker:
             return
         report.duplicated_unexplained += 1
         shown = ", ".join(f"{d.node} at {d.time_ms / 1000:.3f}s" for d in successes)
+        # Several payloads: the id was enqueued with each; the task is still one (a copy stored
+        # by a later enqueue of the id joins the task with that enqueue's payload).
+        payloads = sorted({d.key for d in successes if d.key is not None})
+        which = f", payloads {' and '.join(payloads)}" if len(payloads) > 1 else ""
         self.violate(
             Anomaly.DUPLICATED,
             successes[-1].time_ms,
-            f"{record.task_id} was delivered {len(successes)} times ({shown}) with no fault "
-            "around it to explain it",
+            f"{record.task_id} was delivered {len(successes)} times ({shown}{which}) with no "
+            "fault around it to explain it",
         )
 
 

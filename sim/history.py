@@ -24,6 +24,11 @@ class DeliveryRecord:
     """The workload key the request carried (its `w` param); None if it carried none."""
     processed_status: int | None
     """The receiver's answer when it processed the request; None if it never did."""
+    queue: str = ""
+    """The queue the request says (X-Task-Queue); "" when it says none."""
+    incarnation: int = 0
+    """Which process of `node` started it."""
+    delivery_id: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -32,14 +37,23 @@ class DeliveryRecord:
 
 @dataclass(slots=True, kw_only=True)
 class TaskRecord:
-    """One task of the workload, from the client's side and the receivers' side."""
+    """One task of the workload, from the client's side and the receivers' side: one client id
+    in one queue, however many enqueues named it and with whatever payloads (workload keys)."""
 
     key: str
+    """The first payload enqueued under this id."""
     task_id: str
     queue: str
     eta_ms: int
     """The earliest ETA any enqueue attempt asked for, in true time."""
+    payload_etas: dict[str, int] = field(default_factory=dict)
+    """Workload key of each payload enqueued under this id -> the earliest ETA asked with it."""
     enqueues_sent: int = 0
+    acks: int = 0
+    """Enqueues answered "scheduled" or "duplicate" (the task is acknowledged once however
+    many)."""
+    duplicate_acks: int = 0
+    """Of those, the ones answered "duplicate"."""
     acked_ms: int | None = None
     """When a node first acknowledged it ("scheduled", or "duplicate" of a live task)."""
     acked_by: set[str] = field(default_factory=set)

@@ -95,10 +95,18 @@ LIMIT_CHOICES = ("none", "rate", "cap", "both")
 """What `--limits` may fix: which limited queues a run has (the seed still draws their sizes)."""
 
 
-def draw_limits(seed: int, scenario: str, *, always: bool, fixed: str | None) -> QueueLimits:
-    """The run's queue limits: `always` (the rate_limited scenario) has both queues, else each
-    is drawn with even odds (swarm testing); `fixed` (one of LIMIT_CHOICES) overrides which.
-    Every draw is made whatever is fixed, so fixing one thing does not change the others."""
+def draw_limits(
+    seed: int,
+    scenario: str,
+    *,
+    always: bool,
+    fixed_queues: str | None = None,
+    fixed_id_reuse: bool | None = None,
+) -> QueueLimits:
+    """The run's queue limits: `always` (the rate_limited scenario) has both queues and reused
+    ids, else each is drawn with even odds (swarm testing); `fixed_queues` (one of
+    LIMIT_CHOICES) and `fixed_id_reuse` override the draw. Every draw is made whatever is fixed,
+    so fixing one thing does not change the others."""
     rng = random.Random(f"{seed}:limits:{scenario}")
     has_rate, has_cap, id_reuse = (rng.random() < 0.5 for _ in range(3))
     rate_per_s = rng.choice(RATES_PER_S)
@@ -107,9 +115,11 @@ def draw_limits(seed: int, scenario: str, *, always: bool, fixed: str | None) ->
     burst_tasks = rng.randint(BURST_TASKS_MIN, BURST_TASKS_MAX)
     if always:
         has_rate = has_cap = id_reuse = True
-    if fixed is not None:
-        assert fixed in LIMIT_CHOICES, fixed
-        has_rate, has_cap = fixed in ("rate", "both"), fixed in ("cap", "both")
+    if fixed_queues is not None:
+        assert fixed_queues in LIMIT_CHOICES, fixed_queues
+        has_rate, has_cap = fixed_queues in ("rate", "both"), fixed_queues in ("cap", "both")
+    if fixed_id_reuse is not None:
+        id_reuse = fixed_id_reuse
     return QueueLimits(
         rate_per_s=rate_per_s if has_rate else None,
         bucket_size=bucket_size,

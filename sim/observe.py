@@ -23,6 +23,12 @@ def pending_task_ids(node: Node) -> set[str]:
     }
 
 
+def member_count(node: Node) -> int:
+    """The length of the member list `node` works with (0 before it knows one): the N its
+    queues divide their rate, burst and concurrency by."""
+    return len(node.members)
+
+
 def cluster_view(node: Node) -> ClusterView:
     """How `node` sees the cluster right now."""
     view = node.membership.view()

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from miyamoto.logic.node import Node, NodeConfig
+from miyamoto.logic.queue_config import QueueConfig
 from miyamoto.logic.retry import RetryPolicy
 
 from . import observe
 from .checkers import Anomaly, Bounds, Checker, Report, convergence_problem
 from .clocks import error_span_ms
+from .limit_checks import LimitChecker
 from .nemesis import Nemesis
 from .network import LinkConditions
 from .scenarios import RunConfig
@@ -54,9 +56,11 @@ class RunResult:
 
 def node_config(config: RunConfig) -> NodeConfig:
     """The template for every node of the run (its node_id is set per node)."""
+    default = QueueConfig(retry=SIM_RETRY_POLICY, delivery_deadline_ms=config.delivery_deadline_ms)
     return NodeConfig(
         delivery_deadline_ms=config.delivery_deadline_ms,
         retry=SIM_RETRY_POLICY,
+        queues=config.limits.queues_config(default),
         replicas=config.replicas,
         replica_delay_ms=config.replica_delay_ms,
     )
@@ -76,7 +80,11 @@ def bounds(config: RunConfig) -> Bounds:
 def build(
     config: RunConfig, trace: Trace, node_class: type[Node] = Node
 ) -> tuple[World, Checker, Workload]:
-    checker = Checker(bounds(config))
+    limits = None
+    if config.limits.any_queue:
+        drift_ppm_max = max((c.drift_ppm for c in config.clocks), default=0)
+        limits = LimitChecker(config.limits, drift_ppm_max)
+    checker = Checker(bounds(config), limits)
     ids = node_ids(config.nodes)
     world = World(
         WorldConfig(
@@ -101,6 +109,9 @@ def build(
             duration_ms=config.safety_ms,
             countdown_ms_max=config.countdown_ms_max,
             cluster=True,
+            bursts=config.limits.limited_queues(),
+            burst_tasks=config.limits.burst_tasks,
+            id_reuse=config.limits.id_reuse,
         ),
         TracedRandom(f"{config.seed}:workload", trace),
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .clocks import NodeClock
+from .limits import QueueLimits, draw_limits
 from .network import LinkConditions
 from .partitions import PartitionKind
 from .receivers import ReceiverMix
@@ -50,6 +51,9 @@ class Scenario:
     flaky_receivers: bool = False
     swarm: bool = False
     """Draw the faults, network, clocks and receivers from the seed."""
+    queue_limits: bool = False
+    """Always a rate-limited and a capped queue, with bursts, and reused ids (otherwise the
+    seed draws whether a run has them, in every scenario)."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -100,6 +104,13 @@ SCENARIOS: dict[str, Scenario] = {
             flaky_receivers=True,
         ),
         Scenario(name="swarm", description="a mix of everything, drawn from the seed", swarm=True),
+        Scenario(
+            name="rate_limited",
+            description="a rate-limited and a capped queue, bursts due at once, while nodes "
+            "crash, pause and are cut off (member lists change)",
+            faults=(FaultKind.CRASH_RESTART, FaultKind.PAUSE, FaultKind.ISOLATE_ONE),
+            queue_limits=True,
+        ),
     )
 }
 
@@ -112,6 +123,9 @@ class Shape:
     replicas: int | None = None
     minutes: float | None = None
     tasks: int | None = None
+    limits: str | None = None
+    """Which limited queues: "none", "rate", "cap" or "both" (sim/limits.py)."""
+    id_reuse: bool | None = None
 
     def flags(self) -> str:
         """These settings as command-line flags (for the reproduce command)."""
@@ -120,6 +134,10 @@ class Shape:
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"--{name} {value:g}")
+        if self.limits is not None:
+            parts.append(f"--limits {self.limits}")
+        if self.id_reuse is not None:
+            parts.append(f"--id-reuse {'yes' if self.id_reuse else 'no'}")
         return " ".join(parts)
 
 
@@ -144,6 +162,7 @@ class RunConfig:
     countdown_ms_max: int
     wire_codec: bool
     """Peer messages go through the real codec as bytes (a third of the runs: it is slow)."""
+    limits: QueueLimits = field(default_factory=QueueLimits)
     start_ms: int = 1_700_000_000_000
 
     @property
@@ -166,7 +185,7 @@ class RunConfig:
             f"long_delay={links.long_delay:.2f}/{links.long_delay_ms_max}ms "
             f"skew_ms=±{skew_ms} drift_ppm=±{drift_ppm} receivers={self.receivers.describe()} "
             f"replica_delay_ms={self.replica_delay_ms} deadline_ms={self.delivery_deadline_ms} "
-            f"codec={'yes' if self.wire_codec else 'no'}"
+            f"codec={'yes' if self.wire_codec else 'no'} {self.limits.describe()}"
         )
 
 
@@ -227,6 +246,13 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
         error, hang, slow, refused = receiver_draws
         receivers = ReceiverMix(error=error, hang=hang, slow=slow, refused=refused)
     wire_codec = rng.random() < 1 / 3
+    limits = draw_limits(
+        seed,
+        scenario_name,
+        always=scenario.queue_limits,
+        fixed_queues=shape.limits,
+        fixed_id_reuse=shape.id_reuse,
+    )
     return RunConfig(
         seed=seed,
         wire_codec=wire_codec,
@@ -245,4 +271,5 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
         delivery_deadline_ms=10_000,
         countdown_ms_max=30_000,
         start_ms=start_ms,
+        limits=limits,
     )

@@ -5,6 +5,10 @@ whatever id it carries. Clients pick a node at random; when a node refuses the c
 times out or answers 5xx, the client tries again (another node when the nodes form a cluster,
 the same node when they are independent single nodes, since only that one knows the task).
 Sometimes a client repeats an enqueue that worked, with the same id, as clients do when unsure.
+With `id_reuse`, some enqueues race with the same enqueue sent to another node at the same
+moment, and some ids are enqueued again with another payload (another workload key): either
+way the cluster must keep one task per id. With `bursts`, a limited queue gets many tasks due
+at one moment, so that its rate or concurrency limit holds them back.
 """
 
 from __future__ import annotations
@@ -47,10 +51,23 @@ class WorkloadConfig:
     client_tries_max: int = 4
     cluster: bool = False
     """Whether any node can take any request; if not, a task's requests go to one node."""
+    bursts: tuple[str, ...] = ()
+    """Queues that get `burst_tasks` tasks with one ETA, sent within a second, on top."""
+    burst_tasks: int = 0
+    burst_lead_ms_min: int = 2_000
+    burst_lead_ms_max: int = 10_000
+    """How long after the burst is sent its tasks are due."""
+    id_reuse: bool = False
+    race_chance: float = 0.1
+    """With `id_reuse`: the enqueue is sent to another node too, 0 to 3 ms later."""
+    conflict_chance: float = 0.1
+    """With `id_reuse`: the id is enqueued again, within 5 s, with another payload."""
 
     def __post_init__(self) -> None:
         assert self.tasks >= 0 and self.duration_ms > 0 and self.countdown_ms_max >= 0
         assert self.queues >= 1 and self.receivers >= 1 and self.client_tries_max >= 1
+        assert self.burst_tasks >= 0
+        assert 0 < self.burst_lead_ms_min <= self.burst_lead_ms_max
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +81,8 @@ class TaskPlan:
     use_eta: bool
     home: str
     """The node the client sends it to first."""
+    eta_ms: int | None = None
+    """A fixed ETA (true time), the same whenever it is sent; None: now + countdown."""
 
 
 _JUNK: tuple[tuple[str | None, bytes], ...] = (
@@ -95,9 +114,11 @@ class Workload:
     def schedule(self) -> None:
         """Draw every client operation of the run now and put it on the world's agenda."""
         config, rng = self.config, self.rng
+        sent: list[tuple[TaskPlan, int]] = []
         for index in range(config.tasks):
             plan = self.plan(index)
             at_ms = rng.randrange(config.duration_ms)
+            sent.append((plan, at_ms))
             self.world.later(at_ms, f"client enqueue {plan.key}", partial(self.enqueue, plan))
             if rng.random() < config.repeat_chance:
                 again_ms = at_ms + rng.randint(50, 5_000)
@@ -111,6 +132,53 @@ class Workload:
         junk = sum(rng.random() < config.junk_chance for _ in range(config.tasks))
         for _ in range(junk):
             self.world.later(rng.randrange(config.duration_ms), "client junk", self.junk)
+        # Drawn after everything above, so that a run without them draws just what it did.
+        if config.id_reuse:
+            self._schedule_id_reuse(sent)
+        for number, queue in enumerate(config.bursts):
+            self._schedule_burst(queue, config.tasks + number * config.burst_tasks)
+
+    def _schedule_id_reuse(self, sent: list[tuple[TaskPlan, int]]) -> None:
+        config, rng = self.config, self.rng
+        for plan, at_ms in sent:
+            if rng.random() < config.race_chance and len(self.world.node_ids) > 1:
+                other = rng.choice([n for n in self.world.node_ids if n != plan.home])
+                self.world.later(
+                    at_ms + rng.randint(0, 3), f"client race {plan.key}",
+                    partial(self.enqueue, plan, other),
+                )  # fmt: skip
+            if rng.random() < config.conflict_chance:
+                again = TaskPlan(
+                    key=f"{plan.key}x",
+                    task_id=plan.task_id,
+                    queue=plan.queue,
+                    url=f"http://r{rng.randrange(config.receivers)}.sim/hook",
+                    countdown_ms=rng.randint(0, config.countdown_ms_max),
+                    use_json=rng.random() < config.json_chance,
+                    use_eta=rng.random() < config.eta_chance,
+                    home=rng.choice(self.world.node_ids),
+                )
+                self.plans[again.key] = again
+                self.world.later(
+                    at_ms + rng.randint(0, 5_000), f"client same id {again.key}",
+                    partial(self.enqueue, again),
+                )  # fmt: skip
+
+    def _schedule_burst(self, queue: str, first_index: int) -> None:
+        """`burst_tasks` tasks into `queue`, all due at one moment, sent within a second."""
+        config, rng = self.config, self.rng
+        at_ms = rng.randrange(max(1, config.duration_ms // 2))
+        eta_ms = (
+            self.world.now_ms
+            + at_ms
+            + rng.randint(config.burst_lead_ms_min, config.burst_lead_ms_max)
+        )
+        for index in range(first_index, first_index + config.burst_tasks):
+            plan = self.plan(index, queue=queue, eta_ms=eta_ms)
+            self.world.later(
+                at_ms + rng.randint(0, 1_000), f"client burst {plan.key}",
+                partial(self.enqueue, plan),
+            )  # fmt: skip
 
     def plan(
         self,
@@ -118,19 +186,23 @@ class Workload:
         *,
         home: str | None = None,
         countdown_ms: int | None = None,
+        queue: str | None = None,
+        eta_ms: int | None = None,
     ) -> TaskPlan:
         config, rng = self.config, self.rng
+        drawn_queue = f"q{rng.randrange(config.queues)}"
         plan = TaskPlan(
             key=f"k{index}",
             task_id=f"task-{index}",
-            queue=f"q{rng.randrange(config.queues)}",
+            queue=drawn_queue if queue is None else queue,
             url=f"http://r{rng.randrange(config.receivers)}.sim/hook",
             countdown_ms=(
                 rng.randint(0, config.countdown_ms_max) if countdown_ms is None else countdown_ms
             ),
             use_json=rng.random() < config.json_chance,
-            use_eta=rng.random() < config.eta_chance,
+            use_eta=rng.random() < config.eta_chance or eta_ms is not None,
             home=rng.choice(self.world.node_ids) if home is None else home,
+            eta_ms=eta_ms,
         )
         self.plans[plan.key] = plan
         return plan
@@ -140,7 +212,7 @@ class Workload:
     def enqueue(self, plan: TaskPlan, node: str | None = None, tries: int = 1) -> None:
         node = plan.home if node is None else node
         now = self.world.now_ms
-        eta_ms = now + plan.countdown_ms
+        eta_ms = now + plan.countdown_ms if plan.eta_ms is None else plan.eta_ms
         self.checker.enqueue_sent(
             key=plan.key, task_id=plan.task_id, queue=plan.queue, eta_ms=eta_ms
         )
@@ -156,6 +228,7 @@ class Workload:
                     node=node,
                     time_ms=self.world.now_ms,
                     replicas=replicas if isinstance(replicas, int) else None,
+                    duplicate=status == "duplicate",
                 )
             elif _worth_retrying(response) and tries < self.config.client_tries_max:
                 self.world.later(

@@ -95,6 +95,12 @@ class SimNode:
     """The crash or pause it is in, if any."""
     busy_ms: int = -1
     busy_steps: int = 0
+    members_known: int = -1
+    """The length of the member list its node knew after its last step (-1: not read yet)."""
+
+    @property
+    def process(self) -> tuple[str, int]:
+        return (self.id, self.incarnation)
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -312,6 +318,8 @@ class World:
         rng = TracedRandom(f"{self.config.seed}:{sim_node.id}:{sim_node.incarnation}", self.trace)
         sim_node.node = self.node_factory(config, rng, sim_node.clock.local_ms(self.now_ms))
         sim_node.state = NodeState.UP
+        sim_node.members_known = -1
+        self._note_members(sim_node, sim_node.node)
         self._arm(sim_node)
 
     def _deliver(self, sim_node: SimNode, event: Event) -> None:
@@ -327,13 +335,24 @@ class World:
         now = self.agenda.now_ms
         self._steps += 1
         step = self._steps
+        if isinstance(event, DeliveryResponded | DeliveryFailed):
+            self.checker.delivery_ended(sim_node.process, event.delivery_id, now)
         try:
             actions = node.handle(event, sim_node.clock.local_ms(now))
         except Exception as error:
             raise NodeCrashed(sim_node.id, now, event, error) from error
+        # Before its actions are carried out: the deliveries it starts count against the
+        # share of the member list it knows after the step (the one it admitted them under).
+        self._note_members(sim_node, node)
         for index, action in enumerate(actions):
             self._carry_out(sim_node, action, (step, index))
         self._arm(sim_node)
+
+    def _note_members(self, sim_node: SimNode, node: Node) -> None:
+        members = observe.member_count(node)
+        if members != sim_node.members_known:
+            sim_node.members_known = members
+            self.checker.members_known(sim_node.process, members, self.agenda.now_ms)
 
     def _carry_out(self, sim_node: SimNode, action: Action, order: Order) -> None:
         match action:
@@ -363,6 +382,7 @@ class World:
         request = action.request
         outcome = decide(self.rng, self.receivers, action.timeout_ms)
         task_id = next((v for k, v in request.headers if k.lower() == "x-task-id"), "")
+        queue = next((v for k, v in request.headers if k.lower() == "x-task-queue"), "")
         key = _workload_key(request.body, request.target)
         self.trace.event(
             f"{now} deliver {sim_node.id} #{action.delivery_id} {task_id} {outcome.behaviour.value}"
@@ -370,7 +390,8 @@ class World:
         self.checker.delivery_started(
             DeliveryRecord(
                 node=sim_node.id, time_ms=now, order=order, task_id=task_id, key=key,
-                processed_status=outcome.processed_status,
+                processed_status=outcome.processed_status, queue=queue,
+                incarnation=sim_node.incarnation, delivery_id=action.delivery_id,
             )
         )  # fmt: skip
         event: Event
@@ -458,6 +479,7 @@ class World:
         if not self.keeps_quorum_without(node_id):
             self.checker.quorum_lost(self.now_ms, f"{node_id} crashed")
         lost = observe.pending_task_ids(sim_node.node)
+        self.checker.process_ended(sim_node.process, self.now_ms)
         sim_node.node = None
         sim_node.state = NodeState.DEAD if permanent else NodeState.DOWN
         sim_node.incarnation += 1

@@ -3,6 +3,9 @@
 Each is marked xfail(strict) until the node is fixed: the fix makes the test pass, strict
 xfail then fails the suite, and whoever fixed it removes the marker, so it stays a regression
 test. Replay any of them with the command in its docstring and `--trace`.
+
+The runs are pinned to the workload they were found with: no limited queue and no reused ids
+(`--limits none --id-reuse no`), which the seed would now draw.
 """
 
 from __future__ import annotations
@@ -15,37 +18,43 @@ from sim.run import HEALED_LINKS, build, liveness_phase, run
 from sim.scenarios import Shape, draw_config
 from sim.trace import Trace
 
+AS_FOUND = Shape(limits="none", id_reuse=False)
+
 
 def _anomalies(seed: int, scenario: str) -> set[Anomaly]:
-    report = run(draw_config(seed, scenario, Shape())).report
+    report = run(draw_config(seed, scenario, AS_FOUND)).report
     return {v.anomaly for v in report.violations}
 
 
 def test_a_member_removed_while_paused_does_not_fire_its_old_copies_after_it_rejoins() -> None:
-    """`python -m sim --seed 2 --scenario pause`: 10.0.0.4 is paused past the member timeout
-    and removed; a repair puts task-89's second copy on 10.0.0.1; 10.0.0.4 resumes, rejoins,
-    and still fires its own copy 3.4 s after 10.0.0.2 delivered the task."""
+    """`python -m sim --seed 2 --scenario pause --limits none --id-reuse no`: 10.0.0.4 is
+    paused past the member timeout and removed; a repair puts task-89's second copy on
+    10.0.0.1; 10.0.0.4 resumes, rejoins, and still fires its own copy 3.4 s after 10.0.0.2
+    delivered the task."""
     assert Anomaly.DUPLICATED not in _anomalies(2, "pause")
 
 
 def test_a_member_removed_while_cut_off_does_not_fire_its_old_copies_after_it_rejoins() -> None:
-    """`python -m sim --seed 2 --scenario isolate_one`: task-71's copy on 10.0.0.1 fires at
-    ETA + replica delay although 10.0.0.2 delivered it at its ETA: 10.0.0.1 had been cut off
-    and removed, 10.0.0.2 repaired onto 10.0.0.3 and no longer tells 10.0.0.1 anything."""
+    """`python -m sim --seed 2 --scenario isolate_one --limits none --id-reuse no`: task-71's
+    copy on 10.0.0.1 fires at ETA + replica delay although 10.0.0.2 delivered it at its ETA:
+    10.0.0.1 had been cut off and removed, 10.0.0.2 repaired onto 10.0.0.3 and no longer tells
+    10.0.0.1 anything."""
     assert Anomaly.DUPLICATED not in _anomalies(2, "isolate_one")
 
 
 def test_a_cancel_acknowledged_after_a_repair_reaches_the_old_holder_too() -> None:
-    """`python -m sim --seed 13 --scenario swarm`: task-12's holder 10.0.0.4 is paused and
-    removed; the cancel is confirmed by the holders the repair knows (10.0.0.1, 10.0.0.3), and
-    10.0.0.4 delivers task-12 ten seconds after the client was told "cancelled"."""
+    """`python -m sim --seed 13 --scenario swarm --limits none --id-reuse no`: task-12's
+    holder 10.0.0.4 is paused and removed; the cancel is confirmed by the holders the repair
+    knows (10.0.0.1, 10.0.0.3), and 10.0.0.4 delivers task-12 ten seconds after the client was
+    told "cancelled"."""
     assert Anomaly.CANCELLED not in _anomalies(13, "swarm")
 
 
 def test_a_copy_left_by_a_failed_placement_does_not_fire_after_the_task_is_cancelled() -> None:
-    """`python -m sim --seed 3 --scenario isolate_leader`: the isolated leader takes task-64,
-    keeps a copy, and answers 503 (the other holders are cut off); the client enqueues it
-    again elsewhere and then cancels it ("cancelled"); the isolated node's copy still fires."""
+    """`python -m sim --seed 3 --scenario isolate_leader --limits none --id-reuse no`: the
+    isolated leader takes task-64, keeps a copy, and answers 503 (the other holders are cut
+    off); the client enqueues it again elsewhere and then cancels it ("cancelled"); the isolated
+    node's copy still fires."""
     assert Anomaly.CANCELLED not in _anomalies(3, "isolate_leader")
 
 
@@ -54,7 +63,7 @@ def test_a_node_that_is_still_joining_does_not_take_tasks_as_a_cluster_of_one() 
     10.0.0.1, crash it as the request arrives, restart it at once, and send the client's retry
     to it: the restarted node, not yet a member, answers "scheduled" with one copy of its own
     and also stores one on 10.0.0.2; both fire at the ETA."""
-    config = draw_config(1, "calm", Shape(nodes=3, replicas=2, tasks=0))
+    config = draw_config(1, "calm", Shape(nodes=3, replicas=2, tasks=0, limits="none"))
     config = replace(config, receivers=HEALTHY, wire_codec=True)
     world, checker, workload = build(config, Trace())
     world.run_until(world.now_ms + 3_000)

@@ -63,7 +63,7 @@ def test_every_canary_is_caught_and_the_real_node_is_not_blamed_for_it(name: str
     canary = CANARIES[name]
     # acks_before_storing shows only when every copy of a task is lost in flight: these are
     # lossy seeds where that happens.
-    seeds = (3, 4, 5) if name == "acks_before_storing" else (1, 2, 3)
+    seeds = (3, 5, 8) if name == "acks_before_storing" else (1, 2, 3)
     for seed in seeds:
         config = draw_config(seed, canary.scenario, Shape())
         broken = run(config, node_class=canary.node_class).report
@@ -77,7 +77,9 @@ def test_one_run_prints_seed_first_and_passes(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("SEED=4 scenario=calm nodes=3 ")
-    assert "speed=" in out and "sim-s/wall-s (3 nodes, 40 tasks)" in out
+    limits = draw_config(4, "calm", SMALL).limits  # bursts of the limited queues come on top
+    tasks = 40 + len(limits.limited_queues()) * limits.burst_tasks
+    assert "speed=" in out and f"sim-s/wall-s (3 nodes, {tasks} tasks)" in out
     assert out.rstrip().endswith("PASSED")
 
 
@@ -158,10 +160,11 @@ def test_the_ci_matrix_runs_200_seeds_within_its_budget_and_no_node_crashes(
 
 
 KNOWN_PROTOCOL_BUGS = (
-    "the simulator's findings not yet fixed in the node: a member removed while cut off or "
-    "paused keeps its copies and fires them after it rejoins; a copy left by a placement that "
-    "answered 503 fires after the task is cancelled; a node still joining accepts enqueues as "
-    "a cluster of one"
+    "the simulator's findings not yet fixed in the node: duplicates no fault on a delivering "
+    "node explains (a claim gives every other copy one due time, so they fire together when the "
+    "claimer crashes; a copy stored through a node with a stale member list is not joined to "
+    "the task); a delivery still in flight stops counting against max_concurrent when another "
+    "holder reports its task finished"
 )
 
 

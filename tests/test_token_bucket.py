@@ -220,3 +220,13 @@ def test_a_clock_stepping_back_counts_only_forward_time(
         assert (
             wall.next_token_ms(wall_ms) - wall_ms == forward.next_token_ms(forward_ms) - forward_ms
         )
+
+
+def test_a_smaller_bucket_keeps_its_tokens_up_to_the_new_size_and_a_larger_adds_none() -> None:
+    bucket = TokenBucket(rate_per_s=1, bucket_size=6, now_ms=0)
+    bucket.set_bucket_size(2, 0)
+    assert bucket.available(0) == 2
+    assert bucket.try_take(0) and bucket.try_take(0) and not bucket.try_take(0)
+    bucket.set_bucket_size(10, 0)
+    assert bucket.available(0) == 0  # growing the bucket is no fresh burst
+    assert bucket.available(3_000) == 3

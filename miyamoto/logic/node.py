@@ -305,12 +305,8 @@ class Node:
             return self._peer_batch(request.body, now_ms, actions)
         if where.operation is Operation.CLUSTER:
             return json_response(200, cluster_json(self.membership.view(), len(self.tasks)))
-        if not self._is_member:
-            raise ClientError(
-                503,
-                f"this node is not a cluster member yet (joining through "
-                f"{self.config.seed_id}); send the request to another node or retry shortly",
-            )
+        if not self._is_member and where.operation is not Operation.ENQUEUE:
+            raise self._not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
         queue = validate_queue_name(where.queue, self.config.limits)
         match where.operation:
             case Operation.ENQUEUE:
@@ -385,6 +381,13 @@ class Node:
             case _:
                 assert_never(where.operation)
 
+    def _not_a_member(self) -> ClientError:
+        return ClientError(
+            503,
+            f"this node is not a cluster member yet (joining through {self.config.seed_id}); "
+            "send the request to another node or retry shortly",
+        )
+
     def _fan_out(
         self, pending: Asked, message: ReplicaMessage, actions: list[Action]
     ) -> HttpResponse | None:
@@ -428,6 +431,8 @@ class Node:
         parsed = parse_enqueue(
             queue, request.header("content-type"), request.body, now_ms, self.config.limits
         )
+        if not self._is_member:
+            raise self._not_a_member()
         specs = [parsed] if isinstance(parsed, TaskSpec) else parsed
         pending = PendingEnqueue(
             request_id=request_id,
@@ -699,6 +704,8 @@ class Node:
         task = self._end_flight(event.delivery_id)
         if task is None or self.tasks.get(task.queue, task.id) is not task:
             return  # not ours, or purged while in flight: nothing to record
+        if task.state is not TaskState.DELIVERING:
+            return  # another holder finished the task while our copy was in flight
         task.attempts += 1
         wait_ms: int | None = None
         success = False
@@ -715,8 +722,6 @@ class Node:
             detail = f": {event.detail}" if event.detail else ""
             task.last_error = f"{event.error.value}{detail}"
             task.last_response_excerpt = None
-        if task.state is not TaskState.DELIVERING:
-            return  # another holder finished the task while we were delivering our copy
         if success:
             self.tasks.finish(task, TaskState.SUCCEEDED, now_ms)
             self._announce_finished(task, self._others(task), actions)
@@ -864,8 +869,12 @@ class Node:
             return
         task.attempts = max(task.attempts, claim.attempts)
         task.executions = max(task.executions, claim.executions)
-        if task.state in WAITING and task.due_ms < now_ms + claim.lease_ms:
-            self.tasks.reschedule(task, now_ms + claim.lease_ms, task.state)
+        # Copies stay staggered by their index after the lease, so that if the claimant dies
+        # they do not all fire at once.
+        task.claimed_until_ms = now_ms + claim.lease_ms
+        hold_ms = now_ms + claim.lease_ms + task.copy_index * self.config.replica_delay_ms
+        if task.state in WAITING and task.due_ms < hold_ms:
+            self.tasks.reschedule(task, hold_ms, task.state)
 
     def _finished_elsewhere(
         self, sender: str, message: Finished, now_ms: int, actions: list[Action]
@@ -878,11 +887,9 @@ class Node:
         task.last_status = message.last_status
         task.last_error = message.last_error
         task.last_response_excerpt = message.excerpt
-        if task.state is TaskState.DELIVERING:
-            # Our own attempt is in flight; its answer changes nothing now.
-            for delivery_id, in_flight in list(self.tasks.in_flight.items()):
-                if in_flight is task:
-                    self._end_flight(delivery_id)
+        # If our own attempt is in flight, it keeps its slot (the request is still open at the
+        # destination, and the queue's concurrency cap counts it) until its answer comes; the
+        # answer then changes nothing.
         self.tasks.finish(task, TaskState(message.state), now_ms)
         # Holders the sender may not know of (added by a repair it missed) hear it from us.
         forward = [n for n in self._others(task) if n != sender]
@@ -897,6 +904,11 @@ class Node:
         if task.state is TaskState.FAILED:
             self.tasks.drop(task)  # deleting a dead letter
             return CancelResult(ref=ref, state="deleted", holders=task.holders)
+        claimed = task.claimed_until_ms is not None and task.claimed_until_ms > now_ms
+        if claimed and task.state in WAITING:
+            # Another holder is delivering it (or has it next in line): cancelling only our
+            # copy would leave the task half cancelled. Say so, and change nothing.
+            return CancelResult(ref=ref, state=TaskState.DELIVERING.value, holders=task.holders)
         if task.state in WAITING:
             self.tasks.finish(task, TaskState.CANCELLED, now_ms)
         return CancelResult(ref=ref, state=task.state.value, holders=task.holders)
@@ -939,8 +951,14 @@ class Node:
             view = json.loads(result.task_json)
             sync.states.append(view["state"])
             me = self.config.node_id
-            if any(holder["node"] == me for holder in view["holders"]):
+            lists_me = any(holder["node"] == me for holder in view["holders"])
+            state = TaskState(view["state"])
+            if lists_me:
                 sync.listed_by_others = True
+            if not state.is_final:
+                sync.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
+            elif state is not TaskState.CANCELLED or not lists_me:
+                sync.finals.append(state.value)
         if not sync.waiting:
             self._settle_sync(result.ref, now_ms, actions)
 
@@ -954,14 +972,26 @@ class Node:
         held = self._held.pop(key, None)
         if self.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
             return  # a finished notice or a cancel reached us meanwhile
-        final = [s for s in sync.states if TaskState(s).is_final]
-        if final:
-            self.tasks.finish(task, TaskState(final[0]), now_ms)
+        if sync.finals:
+            self.tasks.finish(task, TaskState(sync.finals[0]), now_ms)
         elif sync.listed_by_others:
             if held is not None:  # still one of its holders: our copy is as good as before
                 self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
-        elif sync.states:
-            self.tasks.drop(task)  # it lives on, repaired onto other members: ours is stale
+        elif sync.their_holders:
+            # It lives on elsewhere (repaired, or placed twice through members that disagreed)
+            # and its holders do not know of our copy. Join it to theirs, last in line, rather
+            # than drop it: if every side dropped its copy, the task would be lost.
+            others = sync.their_holders
+            index = max(k for _, k in others) + 1
+            holders = tuple(h for h in others if h[0] != self.config.node_id)
+            holders += ((self.config.node_id, index),)
+            self._set_holders(task, holders)
+            for node, _ in holders:
+                if node != self.config.node_id:
+                    message = HoldersChanged(queue=task.queue, task_id=task.id, holders=holders)
+                    self._tell(node, message, actions)
+            if held is not None:
+                self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
         elif held is not None:
             # Nobody else has it: ours is the last copy. Deliver it and make the others again.
             self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)

@@ -196,3 +196,10 @@ class PendingSync:
     states: list[str] = field(default_factory=list)
     listed_by_others: bool = False
     """Some member holds the task pending and still names this node among its holders."""
+    their_holders: Holders = ()
+    """The holder list of a member that holds the task pending (when one does)."""
+    finals: list[str] = field(default_factory=list)
+    """Final states to adopt: succeeded and failed always; cancelled only from a member whose
+    holder list leaves this node out (a cancel confirmed without us, after a repair). A
+    member that lists us cancelled its copy of a cancel that could not be confirmed without
+    our answer, so it is no reason to drop a copy that is still alive."""

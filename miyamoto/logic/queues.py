@@ -74,12 +74,13 @@ class QueueState:
         if config.rate_per_s is not None:
             self.rate_share = config.rate_per_s / members
             bucket_share = max(1, config.bucket_size // members)
-            if self.bucket is None or self.bucket.bucket_size != bucket_share:
+            if self.bucket is None:
                 self.bucket = TokenBucket(
                     rate_per_s=self.rate_share, bucket_size=bucket_share, now_ms=now_ms
                 )
-            else:
+            else:  # keep the tokens: a new member list is no reason for a fresh burst
                 self.bucket.set_rate(self.rate_share, now_ms)
+                self.bucket.set_bucket_size(bucket_share, now_ms)
 
     def note_waiting(self, task: Task) -> None:
         heapq.heappush(self._pending_etas, (task.eta_ms, task))

@@ -69,6 +69,7 @@ class Task:
     __slots__ = (
         "attempts",
         "body",
+        "claimed_until_ms",
         "copy_index",
         "created_ms",
         "due_ms",
@@ -119,6 +120,8 @@ class Task:
         self.holders = holders
         """(node id, copy index) of every copy, this one included; () on a node of its own."""
         self.copy_index = copy_index
+        self.claimed_until_ms: int | None = None
+        """Another holder claimed the task (it is delivering it) until then."""
         self.state = TaskState.SCHEDULED
         self.attempts = 0
         """Delivery attempts started."""

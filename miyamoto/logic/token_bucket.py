@@ -81,6 +81,14 @@ class TokenBucket:
         self._rate_per_s = rate_per_s
         self._units_per_ms, self._units_per_token = units_per_ms, units_per_token
 
+    def set_bucket_size(self, bucket_size: int, now_ms: int) -> None:
+        """The cluster share of the burst changes: tokens carry over, capped at the new size
+        (a new member list must not hand every node a fresh burst)."""
+        assert bucket_size >= 1, bucket_size
+        self._advance(now_ms)
+        self._bucket_size = bucket_size
+        self._units = min(self._units, self._capacity_units())
+
     def _capacity_units(self) -> int:
         return self._bucket_size * self._units_per_token
 
