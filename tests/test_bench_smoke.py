@@ -142,25 +142,18 @@ def test_table_lines_up_columns_and_prints_the_ratio() -> None:
 
 
 def test_python_m_bench_quick_completes_and_prints_a_table_with_ratios() -> None:
+    # The whole tour, every scenario (the cluster too), with short measuring windows: CI checks
+    # that it completes and prints its table, never its numbers.
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--only",
-            "enqueue-keepalive",
-            "--loadgen",
-            "own",
-            "--duration-s",
-            "0.5",
-        ],
+        [sys.executable, "-m", "bench", "--quick", "--loadgen", "own", "--duration-s", "0.5"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "9 scenario(s)" in done.stdout
+    assert "cluster 3 nodes R=2" in done.stdout
     lines = done.stdout.splitlines()
     header = next(line for line in lines if line.startswith("scenario"))
     assert "ratio" in header and "CPU ratio" in header and "load CPU" in header
