@@ -521,7 +521,7 @@ class Node:
         )
         task.attempts = copy.attempts
         task.executions = copy.executions
-        task.due_ms = copy.eta_ms + copy_index * self.config.replica_delay_ms
+        task.due_ms = self._copy_due_ms(copy.eta_ms, copy.created_ms, copy_index)
         if copy.lease_ms:
             task.due_ms = max(task.due_ms, now_ms + copy.lease_ms)
         self.tasks.add(task)
@@ -536,11 +536,13 @@ class Node:
         for placement_ in pending.placements:
             if not isinstance(placement_, Placement):
                 continue
-            if placement_.existing_state is None or not placement_.stored_on:
+            # A holder that did not answer may have stored a fresh copy (its answer lost).
+            maybe_stored = [*placement_.stored_on, *sorted(placement_.waiting)]
+            if placement_.existing_state is None or not maybe_stored:
                 continue
             old = placement_.existing_holders
             old_nodes = {n for n, _ in old}
-            fresh = [n for n in placement_.stored_on if n not in old_nodes]
+            fresh = [n for n in maybe_stored if n not in old_nodes]
             next_index = max((k for _, k in old), default=-1) + 1
             holders = old + tuple((n, next_index + i) for i, n in enumerate(fresh))
             message: ReplicaMessage = HoldersChanged(
@@ -568,14 +570,44 @@ class Node:
         says, and a waiting copy that learns the task already finished elsewhere waits on."""
         if task.state.is_final or holders == task.holders:
             return
+        # A holder list may be older than ours (a repair made from a stale member list, or a
+        # reconcile of an enqueue's answers that took seconds): never drop a holder we still
+        # count as a member, or its copy would no longer hear our claims and finished notices.
+        named = {n for n, _ in holders}
+        members = set(self.members)
+        holders = holders + tuple(
+            (n, k) for n, k in task.holders if n not in named and n in members
+        )
         me = self.config.node_id
         old_index = task.copy_index
         index = next((k for n, k in holders if n == me), old_index)
+        taken = {k for n, k in (*task.holders, *holders) if n != me}
+        if index != old_index and index in taken:
+            # Two repairs made from different lists numbered two copies alike; the same index
+            # is the same due time, and two copies due together both fire before either claim
+            # arrives. Take the next free index instead.
+            index = max(taken | {index}) + 1
+            holders = tuple((n, index if n == me else k) for n, k in holders)
+        if index < old_index:
+            # Our copy never moves earlier, so our index must not either: the next repair
+            # numbers new copies after the highest index it sees, and a copy given our slot
+            # would fire with ours.
+            index = old_index
+            holders = tuple((n, index if n == me else k) for n, k in holders)
+        if holders == task.holders:
+            return
         self.tasks.set_holders(task, self._intern(holders), index)
         if index != old_index:
-            due_ms = task.eta_ms + index * self.config.replica_delay_ms
+            due_ms = self._copy_due_ms(task.eta_ms, task.created_ms, index)
             if task.state in WAITING and due_ms > task.due_ms:
                 self.tasks.reschedule(task, due_ms, task.state)
+
+    def _copy_due_ms(self, eta_ms: int, created_ms: int, index: int) -> int:
+        """Copy `index` waits `index` replica delays after the ETA, or after the enqueue when
+        the ETA was already past then: otherwise every copy of a task whose ETA lies more
+        than a replica delay in the past would fire the moment it is stored, all at once,
+        before any claim could arrive."""
+        return max(eta_ms, created_ms) + index * self.config.replica_delay_ms
 
     def _intern(self, holders: Holders) -> Holders:
         """One shared tuple per distinct holder list: millions of tasks share a handful."""

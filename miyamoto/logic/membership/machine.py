@@ -89,6 +89,9 @@ class Membership:
         self._standing_ms = _NEVER_MS
         """The last time this node knew itself a member: it led, or its leader's heartbeat
         listed it. See `in_standing`."""
+        self._catch_up_until_ms = _NEVER_MS
+        """Until then, heartbeats may be ones that waited while this process was paused: they
+        do not prove standing."""
         self._latest: MemberList = EMPTY_MEMBER_LIST
         """The newest member list this node holds; it decides votes and quorums (as in Raft)."""
         self._committed: MemberList = EMPTY_MEMBER_LIST
@@ -121,8 +124,7 @@ class Membership:
 
     def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]:
         assert isinstance(envelope.message, MEMBERSHIP_MESSAGE_TYPES), envelope.message
-        self._note_leading(now_ms)
-        self._now_ms = now_ms
+        self._advance(now_ms)
         self._stats.received += 1
         out = self._receive(envelope, envelope.message, now_ms)
         self._check_invariants()
@@ -130,8 +132,7 @@ class Membership:
 
     def handle_timer(self, now_ms: int) -> list[Outgoing]:
         """Do whatever is due at `now_ms` (nothing if nothing is: calling early is harmless)."""
-        self._note_leading(now_ms)
-        self._now_ms = now_ms
+        self._advance(now_ms)
         match self._role:
             case Role.LEADER:
                 out = self._tick_leader(now_ms) if now_ms >= self._heartbeat_due_ms else []
@@ -175,7 +176,7 @@ class Membership:
         late message, or a restarted node not yet let back in). Traffic from a member counts as
         hearing from it.
         """
-        self._now_ms = now_ms
+        self._advance(now_ms)
         self._stats.received += 1
         if envelope.sender == self._id:
             self._stats.dropped_malformed += 1
@@ -239,6 +240,14 @@ class Membership:
         if self._role is Role.JOINING or not self._latest.has(self._id, self._incarnation):
             return False
         return now_ms - self._standing_ms < self._timing.member_timeout_ms
+
+    def _advance(self, now_ms: int) -> None:
+        self._note_leading(now_ms)
+        if now_ms - self._now_ms >= self._timing.member_timeout_ms:
+            # We did not run for a member timeout (a pause; timers come far more often): what
+            # we read first waited in buffers, and may list us though we were removed since.
+            self._catch_up_until_ms = now_ms + self._timing.heartbeat_interval_ms
+        self._now_ms = now_ms
 
     def _note_leading(self, now_ms: int) -> None:
         # A leader is a member in standing until check-quorum makes it step down; the time it
@@ -405,7 +414,7 @@ class Membership:
             self._latest = msg.latest
         self._take_committed(msg.committed or msg.latest)
         self._unreachable = msg.unreachable
-        if self._latest.has(self._id, self._incarnation):
+        if self._latest.has(self._id, self._incarnation) and now_ms >= self._catch_up_until_ms:
             self._standing_ms = now_ms
         if not self._latest.has(self._id, self._incarnation):
             return self._become_joining(now_ms, hint=env.sender)
