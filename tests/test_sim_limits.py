@@ -316,8 +316,10 @@ def test_the_limits_flags_appear_in_the_reproduce_command() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_rate_limited_scenario_puts_both_limits_to_the_test(seed: int) -> None:
-    """The real node keeps both limits, and they bind: the tightest span comes within one
-    start of its allowance, and the cap holds tasks back until a slot frees."""
+    """The real node keeps both limits, and they bind: the tightest span comes within two
+    starts of its allowance (since buckets keep their tokens across member changes, a node
+    rarely has its whole share of the burst at hand), and the cap holds tasks back until a
+    slot frees."""
     assert "rate_limited" in SCENARIOS
     config = draw_config(seed, "rate_limited", Shape())
     report = run(config).report
@@ -325,7 +327,7 @@ def test_the_rate_limited_scenario_puts_both_limits_to_the_test(seed: int) -> No
     assert not found & {Anomaly.RATE, Anomaly.CONCURRENCY}, [str(v) for v in report.violations]
     stats = report.limits
     assert stats is not None and stats.rate_worst is not None
-    assert stats.rate_worst.excess > -1, stats.rate_worst
+    assert stats.rate_worst.excess > -2, stats.rate_worst
     assert stats.capped_held_back > 0
     # The bursts came on top of the workload, and reused ids stayed one task each.
     assert report.tasks == config.tasks + 2 * config.limits.burst_tasks
