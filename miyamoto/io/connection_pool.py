@@ -98,8 +98,16 @@ class ConnectionPool:
             )
         slots.users += 1
         try:
-            async with slots.semaphore:
+            try:
+                # A free slot is taken without the task switch `acquire` makes even then (about
+                # 2.5 us a delivery); the delivery's socket I/O lets other tasks run anyway.
+                slots.semaphore.acquire_nowait()
+            except trio.WouldBlock:
+                await slots.semaphore.acquire()
+            try:
                 yield Lease(self, slots)
+            finally:
+                slots.semaphore.release()
         finally:
             slots.users -= 1
             if not slots.users and not slots.idle:

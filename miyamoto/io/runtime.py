@@ -1,11 +1,12 @@
 """Run a node state machine for real: feed it events with the wall clock, carry out its actions.
 
 `NodeRuntime` owns one node. `feed(event)` calls `node.handle(event, now_ms)` and carries out
-every action at once: a `SendApiResponse` wakes the request handler waiting for it, a
-`StartDelivery` starts the delivery in the runtime's nursery, a `SendPeerMessage` goes to the peer
-transport (`send_peer`: `PeerLinks.send`, or nowhere while a node has none). A timer task sleeps
-until `node.next_deadline_ms()` and feeds `TimerExpired()`. trio runs one task at a time and `feed`
-never awaits, so any task may call it: the node never sees two events at once.
+every action at once: a `SendApiResponse` answers the request handler waiting for it, a
+`StartDelivery` goes to the delivery queue (a few workers per destination), a `SendPeerMessage`
+goes to the peer transport (`send_peer`: `PeerLinks.send`, or nowhere while a node has none).
+A timer task sleeps until `node.next_deadline_ms()` and feeds `TimerExpired()`. trio runs one
+task at a time and `feed` never awaits, so any task may call it: the node never sees two events
+at once.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from ..logic.events import (
     TimerExpired,
 )
 from ..logic.http import HttpRequest, HttpResponse
+from ..logic.limits import Limits
 from ..logic.messages import Envelope
+from .delivery_queue import DeliveryQueue
 
 log = logging.getLogger("miyamoto.io.runtime")
 
@@ -64,7 +67,8 @@ class _ResponseWaiter:
     __slots__ = ("arrived", "response")
 
     def __init__(self) -> None:
-        self.arrived = trio.Event()
+        self.arrived: trio.Event | None = None
+        """Made only when the answer has to be waited for: most come within the feed."""
         self.response: HttpResponse | None = None
 
 
@@ -76,9 +80,15 @@ class NodeRuntime:
         deliver: Deliver,
         send_peer: SendPeer | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        deliveries_per_destination_max: int = Limits().connections_per_destination_max,
     ) -> None:
         self._node = node
         self._deliver = deliver
+        self._deliveries = DeliveryQueue(
+            self._deliver_reporting_bugs,
+            self._feed_outcome,
+            per_destination_max=deliveries_per_destination_max,
+        )
         self._send_peer = send_peer
         self.peer_messages_dropped = 0
         """SendPeerMessage actions with no peer transport to carry them."""
@@ -94,6 +104,7 @@ class NodeRuntime:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the timer and host deliveries until cancelled; `started()` once `feed` works."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self._deliveries.run)
             self._nursery = nursery
             task_status.started()
             try:
@@ -117,20 +128,41 @@ class NodeRuntime:
                     waiter = self._waiters.pop(request_id, None)
                     if waiter is not None:  # None: the client went away meanwhile
                         waiter.response = response
-                        waiter.arrived.set()
+                        if waiter.arrived is not None:
+                            waiter.arrived.set()
                 case StartDelivery():
-                    nursery.start_soon(self._carry_out_delivery, action)
+                    self._deliveries.submit(action)
                 case SendPeerMessage():
                     self._carry_out_peer_message(action)
                 case _:
                     assert_never(action)
 
     async def handle_api_request(self, request: HttpRequest) -> HttpResponse:
-        """Feed `request` to the node and wait for its answer (an `http_server.RequestHandler`)."""
+        """Feed `request` to the node and wait for its answer."""
+        answer = self.answer_api_request(request)
+        if isinstance(answer, HttpResponse):
+            return answer
+        return await answer
+
+    def answer_api_request(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        """Feed `request` to the node: its answer, or (when it waits for peers) an awaitable of
+        it. An `http_server.RequestHandler`: an answer that comes at once costs no task switch
+        and no timeout scope, about 9 of the 160 us of CPU a small enqueue took."""
         request_id = next(self._request_ids)
         waiter = self._waiters[request_id] = _ResponseWaiter()  # before feed: it may answer at once
         try:
             self.feed(ApiRequestReceived(request_id=request_id, request=request))
+        except BaseException:
+            self._waiters.pop(request_id, None)
+            raise
+        if waiter.response is not None:
+            return waiter.response  # feed has taken the waiter out already
+        waiter.arrived = trio.Event()
+        return self._wait_for_response(request_id, waiter)
+
+    async def _wait_for_response(self, request_id: int, waiter: _ResponseWaiter) -> HttpResponse:
+        assert waiter.arrived is not None
+        try:
             await waiter.arrived.wait()
         finally:
             self._waiters.pop(request_id, None)
@@ -146,17 +178,21 @@ class NodeRuntime:
             log.warning("no peer transport: dropping messages to peers, first to %s", send.to)
         self.peer_messages_dropped += 1
 
-    async def _carry_out_delivery(self, start: StartDelivery) -> None:
+    async def _deliver_reporting_bugs(
+        self, start: StartDelivery
+    ) -> DeliveryResponded | DeliveryFailed:
         try:
-            outcome: DeliveryResponded | DeliveryFailed = await self._deliver(start)
+            return await self._deliver(start)
         except Exception as error:
             # A bug in the client. Report a failure anyway, or the task would wait forever.
             log.exception("error delivering %s", start.request.target)
-            outcome = DeliveryFailed(
+            return DeliveryFailed(
                 delivery_id=start.delivery_id,
                 error=DeliveryError.RESET,
                 detail=f"internal error in the webhook client: {error!r}",
             )
+
+    def _feed_outcome(self, outcome: DeliveryResponded | DeliveryFailed) -> None:
         try:
             self.feed(outcome)
         except Exception:

@@ -19,32 +19,38 @@ def format_seconds(ms: int) -> str:
 
 def build_request(task: Task, *, user_agent: str, limits: Limits) -> OutboundRequest:
     """The complete webhook request for the next attempt of `task`."""
-    url = parse_webhook_url(task.url, limits)
+    url = parse_webhook_url(task.url, limits)  # remembered: not parsed again for each attempt
     # Names in their usual casing: HTTP does not care, but people reading a capture do.
-    headers: list[tuple[str, str]] = [("Host", url.host_header)]
-    headers.extend((_title(name), value) for name, value in task.headers)
-    headers += [
-        ("Content-Length", str(len(task.body))),
-        ("X-Task-Id", task.id),
-        ("X-Task-Queue", task.queue),
-        ("X-Task-Retry-Count", str(task.attempts)),
-        ("X-Task-Execution-Count", str(task.executions)),
-        ("X-Task-ETA", format_seconds(task.eta_ms)),
-        ("User-Agent", user_agent),
-    ]
     return OutboundRequest(
         scheme=url.scheme,
         host=url.host,
         port=url.port,
         method=task.method,
         target=url.target,
-        headers=tuple(headers),
+        headers=(
+            ("Host", url.host_header),
+            *[(_title(name), value) for name, value in task.headers],
+            ("Content-Length", str(len(task.body))),
+            ("X-Task-Id", task.id),
+            ("X-Task-Queue", task.queue),
+            ("X-Task-Retry-Count", str(task.attempts)),
+            ("X-Task-Execution-Count", str(task.executions)),
+            ("X-Task-ETA", format_seconds(task.eta_ms)),
+            ("User-Agent", user_agent),
+        ),
         body=task.body,
     )
 
 
+_TITLES = {"content-type": "Content-Type"}
+"""Title-cased names of the headers tasks carry most often (names are lower-case in a task)."""
+
+
 def _title(name: str) -> str:
-    return "-".join(word.capitalize() for word in name.split("-"))
+    title = _TITLES.get(name)
+    if title is None:
+        title = "-".join(word.capitalize() for word in name.split("-"))
+    return title
 
 
 def is_success(status: int) -> bool:

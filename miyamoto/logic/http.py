@@ -44,7 +44,9 @@ class HttpResponse:
 
 
 def json_response(status: int, payload: dict[str, Any] | list[Any]) -> HttpResponse:
-    body = json.dumps(payload, separators=(", ", ": ")).encode()
+    # json.dumps's default separators are (", ", ": "); passing them anyway made dumps build a
+    # new encoder for every response.
+    body = json.dumps(payload).encode()
     return HttpResponse(status=status, headers=(("content-type", "application/json"),), body=body)
 
 
