@@ -607,7 +607,10 @@ class Node:
         the ETA was already past then: otherwise every copy of a task whose ETA lies more
         than a replica delay in the past would fire the moment it is stored, all at once,
         before any claim could arrive."""
-        return max(eta_ms, created_ms) + index * self.config.replica_delay_ms
+        start_ms = max(eta_ms, created_ms)
+        if index == 0:
+            return start_ms  # the same int object as the ETA: 36 bytes less per task
+        return start_ms + index * self.config.replica_delay_ms
 
     def _intern(self, holders: Holders) -> Holders:
         """One shared tuple per distinct holder list: millions of tasks share a handful."""
