@@ -148,7 +148,6 @@ class Node:
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
         self._claims_renew_at_ms: int | None = None
         self._holders_cache: dict[Holders, Holders] = {}
-        self.stats = {"peer_messages_received": 0, "peer_messages_unexpected": 0}
 
     # -- the state machine's whole interface ---------------------------------------------------
 
@@ -408,9 +407,10 @@ class Node:
         if isinstance(pending, PendingEnqueue):
             self._reconcile(pending, now_ms, actions)
             response = pending.response(self.config.limits.tasks_max)
-            for placement_ in pending.placements:
-                if isinstance(placement_, Placement):
-                    placement_.waiting.clear()
+            if not pending.settled():
+                # Out of time: forget the acknowledgements still awaited, or every lost one
+                # would keep its entry forever.
+                self._refs = {r: w for r, w in self._refs.items() if w[0] != request_id}
         else:
             response = pending.response()
         actions.append(SendApiResponse(request_id=request_id, response=response))

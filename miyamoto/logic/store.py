@@ -50,9 +50,6 @@ class TaskStore:
         """Each queue's tasks (for scans that visit every task)."""
         return (tasks.values() for tasks in self._queues.values())
 
-    def queue_names(self) -> list[str]:
-        return sorted(self._queues)
-
     def finished(self, task: Task, now_ms: int) -> None:
         """Record that `task` reached SUCCEEDED or CANCELLED: it expires after the window."""
         assert task.state in (TaskState.SUCCEEDED, TaskState.CANCELLED), task.state
