@@ -32,6 +32,8 @@ class FixedMembership:
         self.self_id = self_id
         self.members = tuple(sorted(members))
         self.epoch = 1
+        self.unreachable_ids: tuple[str, ...] = ()
+        """What the leader would report as unreachable (set by the test)."""
         self._tick_ms = 0  # due at once, then every second
 
     def set_members(self, members: tuple[str, ...]) -> None:
@@ -67,7 +69,7 @@ class FixedMembership:
         return True
 
     def unreachable(self) -> tuple[str, ...]:
-        return ()
+        return self.unreachable_ids
 
     def view(self) -> Any:
         raise NotImplementedError("not needed by these tests")
@@ -169,6 +171,11 @@ class Cluster:
             self.membership[name].set_members(tuple(members))
             self.feed(name, TimerExpired())
         self.settle()
+
+    def report_unreachable(self, names: set[str]) -> None:
+        """Every node hears from its leader that `names` do not answer."""
+        for name in self.names:
+            self.membership[name].unreachable_ids = tuple(sorted(names))
 
     def holders(self, queue: str, task_id: str) -> dict[str, str]:
         """node -> state of its copy, for every node that has one."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.events import DeliveryResponded
 from miyamoto.logic.retry import RetryPolicy
 
 from .cluster_driver import T0_MS, Cluster
@@ -94,14 +95,21 @@ def test_a_finished_task_is_not_revived_by_a_late_copy() -> None:
     assert len(cluster.deliveries) == 1
 
 
-def test_when_the_first_holder_is_dead_the_next_copy_fires_at_its_own_time() -> None:
-    cluster = Cluster([A, B, C], CONFIG)
-    task_id = str(enqueue(cluster, A, countdown=10)["id"])
-    first = next(
+def _first_holder(cluster: Cluster, task_id: str) -> str:
+    return next(
         n for n, node in cluster.nodes.items()
         if (t := node.tasks.get("q", task_id)) is not None and t.copy_index == 0
     )
+
+
+def test_when_the_first_holder_is_dead_the_next_copy_fires_at_its_own_time() -> None:
+    # The leader reports the dead holder unreachable: the next copy does not wait for its
+    # answer to the question it asks before firing.
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    first = _first_holder(cluster, task_id)
     cluster.down.add(first)
+    cluster.report_unreachable({first})
     cluster.advance(14_999)
     assert cluster.deliveries == []
     cluster.advance(1)
@@ -110,11 +118,38 @@ def test_when_the_first_holder_is_dead_the_next_copy_fires_at_its_own_time() -> 
     assert delivery.node != first
 
 
+def test_a_dead_first_holder_not_yet_reported_delays_the_next_copy_by_the_answer_timeout() -> None:
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    first = _first_holder(cluster, task_id)
+    cluster.down.add(first)
+    cluster.advance(15_000 + CONFIG.peer_answer_timeout_ms - 1)
+    assert cluster.deliveries == []
+    cluster.advance(1)
+    (delivery,) = cluster.deliveries
+    assert delivery.at_ms == T0_MS + 15_000 + CONFIG.peer_answer_timeout_ms
+    assert delivery.node != first
+
+
+def test_a_lost_finished_notice_does_not_let_the_next_copy_fire() -> None:
+    # Copy 0 delivers, but its finished notice to copy 1 is lost: copy 1 asks before it fires,
+    # hears "succeeded", and does not deliver again.
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A)["id"])
+    (first,) = cluster.deliveries
+    cluster.feed(first.node, DeliveryResponded(delivery_id=first.action.delivery_id, status=200))
+    cluster.inbox.clear()  # the claim renewals and the finished notices: all lost
+    cluster.advance(120_000)
+    assert len(cluster.deliveries) == 1
+    assert set(cluster.holders("q", task_id).values()) == {"succeeded"}
+
+
 def test_when_the_claimant_dies_mid_delivery_the_next_copy_fires_after_the_lease() -> None:
     cluster = Cluster([A, B, C], CONFIG)
     enqueue(cluster, A)
     (first,) = cluster.deliveries
     cluster.down.add(first.node)
+    cluster.report_unreachable({first.node})
     cluster.advance(CONFIG.replica_delay_ms + CONFIG.claim_lease_ms)
     (second,) = cluster.deliveries[1:]
     assert second.node != first.node

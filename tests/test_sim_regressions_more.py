@@ -1,8 +1,7 @@
 """More node bugs the simulator found, pinned by seed and, where the rule can be shown without
 the simulator, by a small scripted cluster (tests/cluster_driver.py).
 
-A to D are fixed. E to H are marked xfail(strict) until the node is fixed: the fix makes the test
-pass, strict xfail then fails the suite, and whoever fixed it removes the marker.
+A to H and K are fixed; each test would fail again if its fix went away.
 The seed tests replay `python -m sim --seed N --scenario S` (add `--trace` to see it); a seed
 can stop showing its bug when any change moves the run, so each root cause also has a scripted
 test where one could be written that does not depend on the seed's luck.
@@ -23,13 +22,13 @@ G  two holders removed while away keep their stale copies because each lists the
 H  a StoreCopy delayed past a repair stores a copy that no holder lists;
 K  a cancel refused with 409 (a copy was being delivered) still cancels the other copies, and
    their "cancelled" later finishes the delivering copy when its attempt fails.
+E to H are fixed by one rule (docs/replication.md, "Asking before firing"): a copy asks the
+members before it fires, unless it is a first copy that the other holders are known to know.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pytest
 
 from miyamoto.logic.config import NodeConfig
 from miyamoto.logic.events import TimerExpired
@@ -206,13 +205,6 @@ def test_a_copy_left_by_a_failed_enqueue_on_its_coordinator_is_not_delivered_twi
     assert Anomaly.DUPLICATED not in _anomalies(6, "swarm")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "E: a repeated enqueue's fresh copy is not joined when the existing holder's "
-        "answer is lost (needs an 'unconfirmed copy syncs before it fires' message)"
-    ),
-)
 def test_a_fresh_copy_is_joined_when_the_holder_that_had_the_id_did_not_answer() -> None:
     # E without the simulator: the id lives on [x, z]; after d joins, a repeat is placed on
     # [d, x]; x is down during that enqueue (503). d's fresh copy must not fire as well.
@@ -233,13 +225,6 @@ def test_a_fresh_copy_is_joined_when_the_holder_that_had_the_id_did_not_answer()
     assert [d.task_id for d in deliveries] == [task_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "F: the copy a 503 enqueue left on its coordinator is missed by the retry after a "
-        "member change"
-    ),
-)
 def test_a_retry_after_a_member_change_does_not_leave_the_first_attempts_copy_behind() -> None:
     # F without the simulator: the coordinator keeps its copy of a 503 enqueue; after d joins,
     # the retry is placed on [d, y] (not on the coordinator) and answers "scheduled".
@@ -263,13 +248,6 @@ def test_a_retry_after_a_member_change_does_not_leave_the_first_attempts_copy_be
 # -- G, H: found while checking fixes for the above ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "G: two unsynced holders vouch for each other's stale copies (a sync answer from "
-        "an unsynced copy should count as stale)"
-    ),
-)
 def test_two_holders_removed_while_away_do_not_vouch_for_each_others_stale_copies() -> None:
     # G: b and d hold copies 1 and 2; both are away past the member timeout and removed; a
     # repairs onto the others. They come back at once and sync: each is listed by the other's
@@ -295,13 +273,6 @@ def test_two_holders_removed_while_away_do_not_vouch_for_each_others_stale_copie
     assert [d.task_id for d in deliveries] == [task_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "H: a StoreCopy delayed past a repair stores a copy no holder lists (a late "
-        "StoreAck should join it)"
-    ),
-)
 def test_a_store_copy_delayed_past_a_repair_does_not_make_a_copy_nobody_knows() -> None:
     # H: the StoreCopy to y is delayed; y is removed and x repairs onto the coordinator k; y is
     # back when the delayed StoreCopy arrives: y stores [x/0 y/1], acknowledges, and the enqueue

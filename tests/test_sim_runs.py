@@ -159,16 +159,6 @@ def test_the_ci_matrix_runs_200_seeds_within_its_budget_and_no_node_crashes(
     assert crashed == []
 
 
-KNOWN_PROTOCOL_BUGS = (
-    "the simulator's findings not yet fixed in the node: duplicates no fault on a delivering "
-    "node explains (a claim gives every other copy one due time, so they fire together when the "
-    "claimer crashes; a copy stored through a node with a stale member list is not joined to "
-    "the task); a delivery still in flight stops counting against max_concurrent when another "
-    "holder reports its task finished"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_PROTOCOL_BUGS)
 def test_the_ci_matrix_finds_no_anomaly(
     ci_matrix: tuple[list[Job], list[RunResult], float],
 ) -> None:

@@ -60,6 +60,7 @@ from .replica_messages import (
     RerunTask,
     StoreAck,
     StoreCopy,
+    Unconfirmed,
 )
 
 PROTOCOL_VERSION: Final = 1
@@ -86,6 +87,7 @@ WIRE_NAMES: Final[dict[type[PeerMessage], str]] = {
     CancelResult: "cancel_result",
     QueryTask: "query_task",
     QueryResult: "query_result",
+    Unconfirmed: "unconfirmed",
     QueueCommand: "queue_command",
     QueueCommandDone: "queue_command_done",
     QueueStatsQuery: "queue_stats_query",

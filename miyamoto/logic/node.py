@@ -61,6 +61,7 @@ from .replica_messages import (
     StoreAck,
     StoreCopy,
     TaskCopy,
+    Unconfirmed,
 )
 from .ring import placement
 from .routes import Operation, Route, route
@@ -138,6 +139,14 @@ class Node:
         """Copies that may not fire before their sync settles."""
         self._held: dict[tuple[str, str], Task] = {}
         """Unsynced copies that came due: out of the timer heap until their sync settles."""
+        self._asking: set[tuple[str, str]] = set()
+        """Unsynced copies whose sync is in flight."""
+        self._ask_first: set[tuple[str, str]] = set()
+        """First copies (index 0) that must ask the members before they fire, as every later
+        copy does: the task's other holders may not know them (an enqueue that ended without
+        every holder's answer, a copy sent under an older member list)."""
+        self._asked: set[tuple[str, str]] = set()
+        """Copies whose members answered that they may fire: they do when next due."""
         self._syncs: dict[int, PendingSync] = {}
         """Sync of a held copy with the other members, by (negative) QueryTask ref."""
         self._next_sync_ref = -1
@@ -221,11 +230,11 @@ class Node:
                     for t in tasks
                     if t.state in WAITING and len(t.holders) > 1
                 )
-            if self._unsynced and not self._syncs:
-                self._sync_unsynced(now_ms, actions)
         elif self._is_member or self._members_seen:
             self._out_of_standing = True
         self._start_due_deliveries(now_ms, actions)
+        if len(self._asking) < len(self._unsynced) and self.membership.in_standing(now_ms):
+            self._sync_unsynced(now_ms, actions)
 
     def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
         if self.membership.epoch != self._epoch_seen:
@@ -253,6 +262,10 @@ class Node:
             self._send(self.membership.handle_message(envelope, now_ms), actions)
         elif self.membership.admit(envelope, now_ms):
             self._replica_message(envelope.sender, message, now_ms, actions)
+            if isinstance(message, StoreCopy) and envelope.epoch < self.membership.epoch:
+                # Sent under an older member list (delayed, or from a node cut off or paused):
+                # the task may have been repaired, finished or cancelled since.
+                self._ask_before_firing(message.copy.queue, message.copy.id)
 
     def _peer_batch(self, body: bytes, now_ms: int, actions: list[Action]) -> HttpResponse:
         """`POST /_peer`: envelopes encoded by the codec, one per line."""
@@ -407,6 +420,17 @@ class Node:
         if isinstance(pending, PendingEnqueue):
             self._reconcile(pending, now_ms, actions)
             response = pending.response(self.config.limits.tasks_max)
+            moved = pending.epoch != self.membership.epoch
+            for placement_ in pending.placements:
+                if (
+                    isinstance(placement_, Placement)
+                    and placement_.existing_state is None
+                    and (placement_.waiting or moved)
+                ):
+                    # A silent holder may have had the task already (its answer lost), or a
+                    # repair made while the copies travelled may not list them: the copies
+                    # stored may be ones the task's holders never hear of.
+                    self._unconfirm(placement_, now_ms, actions)
             if not pending.settled():
                 # Out of time: forget the acknowledgements still awaited, or every lost one
                 # would keep its entry forever.
@@ -414,6 +438,15 @@ class Node:
         else:
             response = pending.response()
         actions.append(SendApiResponse(request_id=request_id, response=response))
+
+    def _unconfirm(self, placement_: Placement, now_ms: int, actions: list[Action]) -> None:
+        message = Unconfirmed(queue=placement_.queue, task_id=placement_.task_id)
+        # The silent holders too: their answer may be what was lost, not their copy.
+        for node in [*placement_.stored_on, *sorted(placement_.waiting)]:
+            if node == self.config.node_id:
+                self._replica_message(node, message, now_ms, actions)
+            else:
+                self._tell(node, message, actions)
 
     # -- enqueue: place R copies and answer when they are stored ------------------------------
 
@@ -439,6 +472,7 @@ class Node:
             deadline_ms=now_ms + self.config.placement_timeout_ms,
             placements=[],
             batch=not isinstance(parsed, TaskSpec),
+            epoch=self.membership.epoch,
         )
         for index, spec in enumerate(specs):
             if isinstance(spec, ClientError):
@@ -470,6 +504,16 @@ class Node:
             holders=holders,
             retry=spec.retry,
         )
+        me = self.config.node_id
+        known = self.tasks.get(spec.queue, task_id) if spec.client_id else None
+        if known is not None and known.state.is_final:
+            # This node saw the task finish: the repeat is a duplicate. Copies placed now
+            # would be fresh ones, due at once, on holders the finished notices never reached.
+            result = Placement(
+                queue=spec.queue, task_id=task_id, eta_ms=spec.eta_ms, waiting={me}, copies=1
+            )
+            result.acknowledge(me, stored=False, state=known.state.value, holders=known.holders)
+            return result
         result = Placement(
             queue=spec.queue,
             task_id=task_id,
@@ -478,7 +522,7 @@ class Node:
             copies=len(nodes),
         )
         for node in nodes:
-            if node == self.config.node_id:
+            if node == me:
                 stored, state, existing = self._store_copy(copy, now_ms)
                 result.acknowledge(node, stored=stored, state=state, holders=existing)
             else:
@@ -638,12 +682,12 @@ class Node:
                 if not queue.admits(now_ms):
                     break
                 queue.ready.popleft()
-                if not self._must_hold(task, now_ms):
+                if not self._must_hold(task, now_ms, due=False):
                     slots -= self._start(task, queue, now_ms, actions)
             if not queue.ready:
                 queues.blocked.discard(name)
         while (due := self.tasks.timers.pop_due(now_ms)) is not None:
-            if self._must_hold(due, now_ms):
+            if self._must_hold(due, now_ms, due=True):
                 continue
             queue = queues.get(due.queue, now_ms)
             if slots <= 0 or queue.ready or not queue.admits(now_ms):
@@ -655,14 +699,26 @@ class Node:
                 continue
             slots -= self._start(due, queue, now_ms, actions)
 
-    def _must_hold(self, task: Task, now_ms: int) -> bool:
-        """Whether a replicated copy must wait for a sync: this node may have been removed
-        and the task repaired elsewhere, so firing now could deliver it twice."""
+    def _must_hold(self, task: Task, now_ms: int, *, due: bool) -> bool:
+        """Whether a replicated copy must wait for a sync (its question to the members):
+        - a copy that comes `due` and has never been attempted here, unless it is the first
+          copy that the other holders know of: the task may have finished on a holder whose
+          finished notice was lost, or live on holders that do not know this copy;
+        - any copy while this node is out of standing, or was since its last sync: it may
+          have been removed and the task repaired elsewhere.
+        Firing then could deliver the task twice. A copy already in its queue's line (not
+        `due`) asked when it came due."""
         if len(task.holders) <= 1:
             return False
+        key = (task.queue, task.id)
+        if due and task.state is TaskState.SCHEDULED and key not in self._unsynced:
+            if key in self._asked:
+                self._asked.discard(key)
+            elif task.copy_index > 0 or key in self._ask_first:
+                self._ask_first.discard(key)
+                self._unsynced.add(key)
         if self._standing is None:
             self._standing = self.membership.in_standing(now_ms)
-        key = (task.queue, task.id)
         if self._standing and key not in self._unsynced:
             return False
         self._unsynced.add(key)
@@ -814,6 +870,8 @@ class Node:
                 self._claimed(message, now_ms)
             case Finished():
                 self._finished_elsewhere(sender, message, now_ms, actions)
+            case Unconfirmed(queue=queue, task_id=task_id):
+                self._ask_before_firing(queue, task_id)
             case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
                 task = self.tasks.get(queue, task_id)
                 if task is not None:
@@ -952,12 +1010,27 @@ class Node:
         task = self.tasks.get(queue, task_id)
         return QueryResult(ref=ref, task_json=None if task is None else json.dumps(task_json(task)))
 
-    # -- copies held back while out of standing ----------------------------------------------
+    # -- copies that ask the members before they fire ------------------------------------------
+
+    def _ask_before_firing(self, queue: str, task_id: str) -> None:
+        task = self.tasks.get(queue, task_id)
+        if task is None or task.state is not TaskState.SCHEDULED or task.copy_index > 0:
+            return  # attempted here already, or a later copy (those always ask)
+        if len(self._ask_first) >= self.config.limits.tasks_max:
+            # Entries of tasks that finished before they came due; rare, so swept rarely.
+            self._ask_first = {
+                key for key in self._ask_first
+                if (t := self.tasks.get(*key)) is not None and t.state is TaskState.SCHEDULED
+            }
+        self._ask_first.add((queue, task_id))
 
     def _sync_unsynced(self, now_ms: int, actions: list[Action]) -> None:
-        """Back in standing: ask every member about each unsynced copy before it may fire."""
-        others = [m for m in self.members if m != self.config.node_id]
-        for queue, task_id in sorted(self._unsynced):
+        """In standing: ask the members about each unsynced copy before it may fire. Members
+        the leader reports unreachable are not waited for (a dead holder is what a later copy
+        asks about most often)."""
+        unreachable = self.membership.unreachable()
+        others = [m for m in self.members if m != self.config.node_id and m not in unreachable]
+        for queue, task_id in sorted(self._unsynced - self._asking):
             task = self.tasks.get(queue, task_id)
             if task is None or task.state not in WAITING:
                 self._unsynced.discard((queue, task_id))
@@ -970,6 +1043,7 @@ class Node:
                 deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
                 waiting=set(others),
             )
+            self._asking.add((queue, task_id))
             for member in others:
                 self._tell(member, QueryTask(ref=ref, queue=queue, task_id=task_id), actions)
             if not others:
@@ -982,6 +1056,7 @@ class Node:
         if sync is None or sender not in sync.waiting:
             return
         sync.waiting.discard(sender)
+        sync.answered = True
         if result.task_json is not None:
             view = json.loads(result.task_json)
             sync.states.append(view["state"])
@@ -990,32 +1065,49 @@ class Node:
             state = TaskState(view["state"])
             if lists_me:
                 sync.listed_by_others = True
+            if state in (TaskState.DELIVERING, TaskState.RETRYING):
+                sync.taken = True
+            elif state is TaskState.SCHEDULED:
+                theirs = next((h["copy"] for h in view["holders"] if h["node"] == sender), None)
+                if theirs is not None and (theirs, sender) < (sync.task.copy_index, me):
+                    sync.ahead += 1
             if not state.is_final:
                 sync.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
             elif state is not TaskState.CANCELLED or not lists_me:
                 sync.finals.append(state.value)
-        if not sync.waiting:
-            self._settle_sync(result.ref, now_ms, actions)
+        if not sync.waiting or sync.finals:
+            self._settle_sync(result.ref, now_ms, actions)  # (one final answer is enough)
 
     def _settle_sync(self, ref: int, now_ms: int, actions: list[Action]) -> None:
         sync = self._syncs.pop(ref)
         task = sync.task
         key = (task.queue, task.id)
-        if sync.waiting and not sync.states:
-            return  # nobody answered: it stays unsynced and is asked again
+        self._asking.discard(key)
+        if sync.waiting and not sync.answered:
+            return  # nobody answered (cut off?): it stays unsynced and is asked again
         self._unsynced.discard(key)
         held = self._held.pop(key, None)
         if self.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
             return  # a finished notice or a cancel reached us meanwhile
         if sync.finals:
             self.tasks.finish(task, TaskState(sync.finals[0]), now_ms)
+        elif sync.taken:
+            # Another holder is delivering it (its claim may not have reached us): wait as a
+            # claim would have us wait, then ask again.
+            turn_ms = task.copy_index * self.config.replica_delay_ms
+            self._ask_again(task, now_ms + self.config.claim_lease_ms + turn_ms)
+        elif sync.ahead and held is not None:
+            # Copies before ours in the order still wait (held back like ours, or placed by
+            # enqueues that raced): give them their turn, then ask again.
+            self._ask_again(task, now_ms + sync.ahead * self.config.replica_delay_ms)
         elif sync.listed_by_others:
             if held is not None:  # still one of its holders: our copy is as good as before
-                self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+                self._fire_after_sync(task, now_ms)
         elif sync.their_holders:
             # It lives on elsewhere (repaired, or placed twice through members that disagreed)
             # and its holders do not know of our copy. Join it to theirs, last in line, rather
-            # than drop it: if every side dropped its copy, the task would be lost.
+            # than drop it: if every side dropped its copy, the task would be lost. (Last in
+            # line, it asks again before it fires.)
             others = sync.their_holders
             index = max(k for _, k in others) + 1
             holders = tuple(h for h in others if h[0] != self.config.node_id)
@@ -1029,8 +1121,16 @@ class Node:
                 self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
         elif held is not None:
             # Nobody else has it: ours is the last copy. Deliver it and make the others again.
-            self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+            self._fire_after_sync(task, now_ms)
             self._repair(now_ms, actions)
+
+    def _ask_again(self, task: Task, at_ms: int) -> None:
+        self._ask_first.add((task.queue, task.id))
+        self.tasks.reschedule(task, max(task.due_ms, at_ms), task.state)
+
+    def _fire_after_sync(self, task: Task, now_ms: int) -> None:
+        self._asked.add((task.queue, task.id))
+        self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
 
     # -- repair: keep R copies while members come and go ------------------------------------------
 

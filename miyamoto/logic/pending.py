@@ -76,6 +76,8 @@ class PendingEnqueue:
     placements: list[Placement | tuple[int, dict[str, Any]]]
     """One entry per task: waiting for copies, or already settled (status, JSON)."""
     batch: bool
+    epoch: int
+    """The member list's epoch when the copies were sent."""
 
     def settled(self) -> bool:
         return all(not isinstance(p, Placement) or not p.waiting for p in self.placements)
@@ -193,11 +195,18 @@ class PendingSync:
     task: Task
     deadline_ms: int
     waiting: set[str]
+    answered: bool = False
+    """Some member answered (with or without a copy of the task)."""
     states: list[str] = field(default_factory=list)
     listed_by_others: bool = False
     """Some member holds the task pending and still names this node among its holders."""
     their_holders: Holders = ()
     """The holder list of a member that holds the task pending (when one does)."""
+    taken: bool = False
+    """A member has taken the task over: it is delivering it, or retrying it."""
+    ahead: int = 0
+    """Members whose copy waits and comes before ours in the order (copy index, then node):
+    it should have fired first, and may be about to."""
     finals: list[str] = field(default_factory=list)
     """Final states to adopt: succeeded and failed always; cancelled only from a member whose
     holder list leaves this node out (a cancel confirmed without us, after a repair). A

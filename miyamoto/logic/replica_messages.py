@@ -185,6 +185,16 @@ class RerunResult:
     holds no such task."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unconfirmed:
+    """The enqueue that stored your copy ended without every holder's answer (or while the
+    member list changed): the task may live on holders that do not know your copy, and their
+    finished notice would never reach it. Ask them before it fires."""
+
+    queue: str
+    task_id: str
+
+
 ReplicaMessage = (
     StoreCopy
     | StoreAck
@@ -201,4 +211,5 @@ ReplicaMessage = (
     | QueueStats
     | RerunTask
     | RerunResult
+    | Unconfirmed
 )
