@@ -522,18 +522,43 @@ class World:
 
     def restart(self, node_id: str, seed_id: str | None = None) -> None:
         """A crashed node starts again, empty, and joins through `seed_id` (by default a
-        running node, as an operator would pick; itself only when no other node is left)."""
+        running member, as an operator would pick after a look at `GET /cluster`; a running
+        node that is no member only when none is left, itself when no other node is)."""
         sim_node = self.nodes[node_id]
         assert sim_node.state is NodeState.DOWN, sim_node.state
         assert sim_node.fault is not None
         if seed_id is None:
-            others = [n for n in self.ids_in(NodeState.UP) if n != node_id]
-            others = others or [n for n in self.ids_in(NodeState.PAUSED) if n != node_id]
+            # A seed that is itself joining may never get in: restarted nodes that join
+            # through one another, none of them a member, wait for each other forever.
+            members = self._running_members()
+            choices = [
+                [n for n in self.ids_in(state) if n != node_id and (n in members or anyone)]
+                for anyone in (False, True)  # members first, in the same order as before
+                for state in (NodeState.UP, NodeState.PAUSED)
+            ]
+            others = next((choice for choice in choices if choice), [])
             seed_id = self.rng.choice(others) if others else node_id
         self.checker.faults.close(sim_node.fault, self.now_ms)
         sim_node.fault = None
         self.trace.event(f"{self.now_ms} restart {node_id} joining through {seed_id}")
         self._boot(sim_node, seed_id)
+
+    def _running_members(self) -> set[str]:
+        """The running processes (up or paused) that the newest member list a majority
+        acknowledged, as the running nodes know it, names."""
+        running = {
+            sim_node.id: sim_node.node
+            for sim_node in self.nodes.values()
+            if sim_node.node is not None and sim_node.state in (NodeState.UP, NodeState.PAUSED)
+        }
+        if not running:
+            return set()
+        _, members = max(observe.committed_members(node) for node in running.values())
+        return {
+            member
+            for member, incarnation in members
+            if member in running and observe.incarnation(running[member]) == incarnation
+        }
 
     def pause(self, node_id: str) -> None:
         sim_node = self.nodes[node_id]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sim.checkers import Anomaly
+from sim.partitions import Partition, PartitionKind
 from sim.receivers import HEALTHY
 from sim.run import HEALED_LINKS, build, liveness_phase, run
 from sim.scenarios import Shape, draw_config
@@ -77,4 +78,36 @@ def test_a_node_that_is_still_joining_does_not_take_tasks_as_a_cluster_of_one() 
     world.heal(HEALED_LINKS)
     liveness_phase(world, checker, config)
     world.run_until(world.now_ms + checker.bounds.duplicate_window_ms)
+    assert checker.report(world.now_ms).violations == []
+
+
+def test_restarted_nodes_join_through_a_member_not_through_each_other() -> None:
+    """`python -m sim --seed 48 --scenario rate_limited`: members removed while down restart
+    one after another, each through a running node the simulator drew; 10.0.0.4 joined through
+    10.0.0.5 and 10.0.0.5 through 10.0.0.4, neither a member, and no one ever got in
+    (not_converged). Here: c, d, e are removed, restarted behind a partition, c crashes and
+    restarts again; an operator gives each a member as its seed (docs/cluster.md)."""
+    config = draw_config(5, "calm", Shape(nodes=5, replicas=2, tasks=0, limits="none"))
+    config = replace(config, receivers=HEALTHY)
+    lines: list[str] = []
+    world, checker, _ = build(config, Trace(lines.append))
+    world.run_until(world.now_ms + 3_000)
+    a, b, c, d, e = world.node_ids
+    for node in (e, d, c):
+        world.crash(node)
+        world.run_until(world.now_ms + 8_000)  # past the member timeout: removed
+    away, members = {c, d, e}, {a, b}
+    blocked = frozenset((x, y) for x in away for y in members)
+    blocked |= frozenset((y, x) for x, y in blocked)
+    world.cut(Partition(kind=PartitionKind.MAJORITY_MINORITY, blocked=blocked, description="x"))
+    world.restart(c)
+    world.restart(d)
+    world.run_until(world.now_ms + 1_000)
+    world.crash(c)
+    world.restart(c)
+    world.restart(e)
+    world.heal(HEALED_LINKS)
+    liveness_phase(world, checker, config)
+    seeds = {line.split(" joining through ")[1] for line in lines if " restart " in line}
+    assert seeds <= members
     assert checker.report(world.now_ms).violations == []

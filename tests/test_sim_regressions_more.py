@@ -318,3 +318,47 @@ def test_a_cancel_refused_while_a_copy_is_delivering_does_not_lose_the_task() ->
     cluster.feed(first, TimerExpired())
     deliveries = _answer_all_for(cluster, 300_000)
     assert len([d for d in deliveries if d is not attempt]) == 1
+
+
+# -- L: a refused cancel's "cancelled" spread by a repeated enqueue --------------------------------
+
+
+def test_a_repeat_of_a_task_whose_cancel_was_refused_does_not_cancel_its_live_copy() -> None:
+    # L (also `python -m sim --seed 39 --scenario rate_limited`: lost): the first holder is
+    # down at the ETA; the second copy fires, and its claim to the first is lost. The first is
+    # back when a DELETE comes: it cancels its copy, the second is delivering (409). The
+    # attempt fails (500): the task lives on in the second copy, retrying. A member joins; the
+    # client repeats the enqueue, placed on [first holder, newcomer]: the first answers
+    # "exists, cancelled". The reconcile must tell only the fresh copy, not the live one.
+    before, after = [A, B, C], [A, B, C, D]
+    task_id = _id_placed(before, after, lambda b, a: a[:2] == [b[0], D])
+    first, second, third = placement(f"q/{task_id}", before)
+    cluster = Cluster(after, R2)
+    cluster.set_members(before)
+    reply = cluster.call(third, "POST", "/q", {"url": URL, "id": task_id, "eta": ETA_S})
+    assert reply.json()["status"] == "scheduled"
+    cluster.down = {first}
+    cluster.report_unreachable({first})
+    cluster.advance(60_000 + R2.replica_delay_ms)
+    (attempt,) = cluster.deliveries
+    assert attempt.node == second
+    cluster.down = set()
+    cluster.report_unreachable(set())
+    refused = cluster.call(third, "DELETE", f"/q/{task_id}")
+    assert refused.status == 409
+    assert cluster.holders("q", task_id) == {first: "cancelled", second: "delivering"}
+    cluster.answer(attempt, 500)
+    cluster.set_members(after)
+    repeat = cluster.call(D, "POST", "/q", {"url": URL, "id": task_id, "eta": ETA_S})
+    assert repeat.json() == {"status": "duplicate", "id": task_id, "state": "cancelled"}
+    assert cluster.holders("q", task_id)[second] == "retrying"
+    deliveries = _answer_all_for(cluster, 120_000)
+    assert [(d.node, d.task_id) for d in deliveries if d is not attempt] == [(second, task_id)]
+
+
+def test_a_repeat_of_a_task_whose_cancel_was_refused_is_still_delivered_seed_39() -> None:
+    """`python -m sim --seed 39 --scenario rate_limited` (L; task-30): 10.0.0.2's attempt gets
+    a 503 and it retries later; the DELETE through 10.0.0.5 cancels 10.0.0.2's retrying copy
+    while 10.0.0.1's claimed copy answers "delivering" (409). The repeat through 10.0.0.3 hears
+    "exists, cancelled" from 10.0.0.2 and sent Finished(cancelled) to 10.0.0.1 too."""
+    assert Anomaly.LOST not in _anomalies(39, "rate_limited")

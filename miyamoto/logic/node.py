@@ -592,6 +592,11 @@ class Node:
             message: ReplicaMessage = HoldersChanged(
                 queue=placement_.queue, task_id=placement_.task_id, holders=holders
             )
+            if placement_.existing_state == TaskState.CANCELLED.value:
+                # A cancel holds for the copies that confirmed it, not for the task: a cancel
+                # that raced a claim may have left a copy alive. Only the fresh copies learn
+                # of it.
+                holders = tuple((n, k) for n, k in holders if n not in old_nodes)
             if TaskState(placement_.existing_state).is_final:
                 message = Finished(
                     queue=placement_.queue,
@@ -714,7 +719,7 @@ class Node:
         if due and task.state is TaskState.SCHEDULED and key not in self._unsynced:
             if key in self._asked:
                 self._asked.discard(key)
-            elif task.copy_index > 0 or key in self._ask_first:
+            elif task.copy_index > 0 or key in self._ask_first or not self._where_preferred(task):
                 self._ask_first.discard(key)
                 self._unsynced.add(key)
         if self._standing is None:
@@ -724,6 +729,17 @@ class Node:
         self._unsynced.add(key)
         self._held[key] = task
         return True
+
+    def _where_preferred(self, task: Task) -> bool:
+        """Whether the task's copies include every member its key prefers now. If not, they
+        were placed under another member list (members joined since) or by a coordinator that
+        skipped members it took for unreachable; an enqueue of the same id through another
+        coordinator then places fresh copies on the preferred members, which do not know
+        ours and would fire too."""
+        wanted = min(self.config.replicas, len(self.members))
+        preferred = placement(f"{task.queue}/{task.id}", self.members)[:wanted]
+        nodes = {node for node, _ in task.holders}
+        return all(member in nodes for member in preferred)
 
     def _start(self, task: Task, queue: QueueState, now_ms: int, actions: list[Action]) -> int:
         """Starts one delivery of `task` (1), or puts it off while its destination asked us to
@@ -768,14 +784,15 @@ class Node:
         return task
 
     def _claim(self, task: Task, lease_ms: int, actions: list[Action]) -> None:
+        claim = Claim(
+            queue=task.queue,
+            task_id=task.id,
+            lease_ms=lease_ms,
+            attempts=task.attempts,
+            executions=task.executions,
+            delivering=task.state is TaskState.DELIVERING,
+        )
         for node in self._others(task):
-            claim = Claim(
-                queue=task.queue,
-                task_id=task.id,
-                lease_ms=lease_ms,
-                attempts=task.attempts,
-                executions=task.executions,
-            )
             self._tell(node, claim, actions)
 
     def _renew_claims(self, now_ms: int, actions: list[Action]) -> None:
@@ -964,7 +981,9 @@ class Node:
         task.executions = max(task.executions, claim.executions)
         # Copies stay staggered by their index after the lease, so that if the claimant dies
         # they do not all fire at once.
-        task.claimed_until_ms = now_ms + claim.lease_ms
+        # Only an attempt in flight makes our copy refuse a cancel: a task that waits for its
+        # retry (or its turn) is cancelled on every copy, the claimant's included.
+        task.claimed_until_ms = now_ms + claim.lease_ms if claim.delivering else None
         hold_ms = now_ms + claim.lease_ms + task.copy_index * self.config.replica_delay_ms
         if task.state in WAITING and task.due_ms < hold_ms:
             self.tasks.reschedule(task, hold_ms, task.state)
@@ -1014,8 +1033,11 @@ class Node:
 
     def _ask_before_firing(self, queue: str, task_id: str) -> None:
         task = self.tasks.get(queue, task_id)
-        if task is None or task.state is not TaskState.SCHEDULED or task.copy_index > 0:
+        if task is not None and (task.state is not TaskState.SCHEDULED or task.copy_index > 0):
             return  # attempted here already, or a later copy (those always ask)
+        # No copy here (yet): its StoreCopy was lost or is late. A late one, or the fresh copy
+        # a retry of the enqueue stores here, must ask too: another holder may have the task,
+        # or have delivered it already.
         if len(self._ask_first) >= self.config.limits.tasks_max:
             # Entries of tasks that finished before they came due; rare, so swept rarely.
             self._ask_first = {
@@ -1073,6 +1095,8 @@ class Node:
                     sync.ahead += 1
             if not state.is_final:
                 sync.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
+                if not lists_me:
+                    sync.foreign_holders = sync.their_holders
             elif state is not TaskState.CANCELLED or not lists_me:
                 sync.finals.append(state.value)
         if not sync.waiting or sync.finals:
@@ -1083,8 +1107,13 @@ class Node:
         task = sync.task
         key = (task.queue, task.id)
         self._asking.discard(key)
-        if sync.waiting and not sync.answered:
-            return  # nobody answered (cut off?): it stays unsynced and is asked again
+        silent_ahead = any(n in sync.waiting for n, k in task.holders if k < task.copy_index)
+        if not sync.answered or (silent_ahead and not sync.finals):
+            # Nobody answered (we are cut off), or a holder whose copy comes before ours did
+            # not (its answer lost, or it died): that holder may have delivered the task, its
+            # finished notice lost too. Ask again; a holder the leader reports unreachable,
+            # or that is no member any more, is not asked.
+            return  # it stays unsynced and is asked again
         self._unsynced.discard(key)
         held = self._held.pop(key, None)
         if self.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
@@ -1100,6 +1129,12 @@ class Node:
             # Copies before ours in the order still wait (held back like ours, or placed by
             # enqueues that raced): give them their turn, then ask again.
             self._ask_again(task, now_ms + sync.ahead * self.config.replica_delay_ms)
+        elif sync.foreign_holders and not self._where_preferred(task):
+            # Two groups of copies, placed by enqueues of one id that saw different member
+            # lists (or skipped different unreachable members), neither knowing the other.
+            # Ours is not where the id is placed now, so the other group is the one every
+            # later enqueue finds: join it, last in line, rather than fire beside it.
+            self._join(task, sync.foreign_holders, held, now_ms, actions)
         elif sync.listed_by_others:
             if held is not None:  # still one of its holders: our copy is as good as before
                 self._fire_after_sync(task, now_ms)
@@ -1108,21 +1143,26 @@ class Node:
             # and its holders do not know of our copy. Join it to theirs, last in line, rather
             # than drop it: if every side dropped its copy, the task would be lost. (Last in
             # line, it asks again before it fires.)
-            others = sync.their_holders
-            index = max(k for _, k in others) + 1
-            holders = tuple(h for h in others if h[0] != self.config.node_id)
-            holders += ((self.config.node_id, index),)
-            self._set_holders(task, holders)
-            for node, _ in holders:
-                if node != self.config.node_id:
-                    message = HoldersChanged(queue=task.queue, task_id=task.id, holders=holders)
-                    self._tell(node, message, actions)
-            if held is not None:
-                self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+            self._join(task, sync.their_holders, held, now_ms, actions)
         elif held is not None:
             # Nobody else has it: ours is the last copy. Deliver it and make the others again.
             self._fire_after_sync(task, now_ms)
             self._repair(now_ms, actions)
+
+    def _join(
+        self, task: Task, others: Holders, held: Task | None, now_ms: int, actions: list[Action]
+    ) -> None:
+        """Adds our copy to the holder list `others`, after them, and tells them."""
+        index = max(k for _, k in others) + 1
+        holders = tuple(h for h in others if h[0] != self.config.node_id)
+        holders += ((self.config.node_id, index),)
+        self._set_holders(task, holders)
+        for node, _ in holders:
+            if node != self.config.node_id:
+                message = HoldersChanged(queue=task.queue, task_id=task.id, holders=holders)
+                self._tell(node, message, actions)
+        if held is not None:
+            self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
 
     def _ask_again(self, task: Task, at_ms: int) -> None:
         self._ask_first.add((task.queue, task.id))

@@ -202,6 +202,9 @@ class PendingSync:
     """Some member holds the task pending and still names this node among its holders."""
     their_holders: Holders = ()
     """The holder list of a member that holds the task pending (when one does)."""
+    foreign_holders: Holders = ()
+    """The holder list of a member that holds the task pending and does not list us: a group
+    of copies placed without ours."""
     taken: bool = False
     """A member has taken the task over: it is delivering it, or retrying it."""
     ahead: int = 0
@@ -210,5 +213,5 @@ class PendingSync:
     finals: list[str] = field(default_factory=list)
     """Final states to adopt: succeeded and failed always; cancelled only from a member whose
     holder list leaves this node out (a cancel confirmed without us, after a repair). A
-    member that lists us cancelled its copy of a cancel that could not be confirmed without
-    our answer, so it is no reason to drop a copy that is still alive."""
+    cancelled copy on a member that lists us proves nothing about ours (no cancel is confirmed
+    without our answer), so it is no reason to drop a copy that is still alive."""

@@ -65,6 +65,9 @@ class Claim:
     lease_ms: int
     attempts: int
     executions: int
+    delivering: bool
+    """An attempt is in flight (not a retry, nor a turn awaited in the queue's line): until
+    the lease ends, a cancel of the task must be refused by every copy, not by some."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
