@@ -150,7 +150,8 @@ def _summary(result: RunResult) -> None:
     print(
         f"tasks={r.tasks} acked={r.acked} delivered={r.delivered} lost={r.lost} "
         f"lost_all_holders={r.lost_all_holders} "
-        f"duplicated={r.duplicated_explained}/{r.duplicated_unexplained} (explained/unexplained) "
+        + (f"quorum_lost=yes lost_no_quorum={r.lost_no_quorum} " if r.quorum_lost else "")
+        + f"duplicated={r.duplicated_explained}/{r.duplicated_unexplained} (explained/unexplained) "
         f"early={r.early} late={r.late} cancelled={r.cancelled} elections={r.elections} "
         f"settled_after_heal={converged}"
     )

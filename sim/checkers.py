@@ -109,6 +109,9 @@ class Report:
     lost: int = 0
     lost_all_holders: int = 0
     """Acknowledged tasks never delivered because every node holding them lost them for good."""
+    lost_no_quorum: int = 0
+    """Acknowledged tasks still owed when a majority of the members crashed at once (see
+    `quorum_lost`): the survivors may not deliver them, as they may have been removed."""
     duplicated_explained: int = 0
     duplicated_unexplained: int = 0
     early: int = 0
@@ -187,9 +190,10 @@ class Checker:
         time_ms: int,
         replicas: int | None,
         duplicate: bool = False,
+        sent_ms: int | None = None,
     ) -> None:
-        """A node answered "scheduled" or (`duplicate`) "duplicate": the task (not the
-        payload) exists."""
+        """A node answered "scheduled" or (`duplicate`) "duplicate" to an enqueue sent at
+        `sent_ms`: the task (not the payload) exists."""
         record = self._by_key[key]
         record.acks += 1
         record.duplicate_acks += duplicate
@@ -197,15 +201,20 @@ class Checker:
         if record.acked_ms is None:
             record.acked_ms = time_ms
             record.replicas_acked = replicas
+        cancelled_ms = record.cancel_acked_ms
+        if not duplicate and cancelled_ms is not None and (sent_ms or 0) >= cancelled_ms:
+            # "scheduled" to an enqueue sent after an acknowledged cancel: the cluster forgot
+            # the cancelled task (every copy of it lost with its holders) and made a new one,
+            # and said so. The cancel no longer covers the id; the new task is owed.
+            record.cancel_acked_order = record.cancel_acked_ms = None
+            record.cancels_not_refused = 0
 
     def cancel_sent(self, key: str) -> None:
-        self._by_key[key].cancel_maybe = True
+        self._by_key[key].cancels_not_refused += 1
 
     def cancel_refused(self, key: str) -> None:
         """A node answered that it did not cancel (unknown task, or too late)."""
-        record = self._by_key[key]
-        if record.cancel_acked_order is None:
-            record.cancel_maybe = False
+        self._by_key[key].cancels_not_refused -= 1
 
     def cancel_acked(self, *, key: str, time_ms: int, order: Order) -> None:
         record = self._by_key[key]
@@ -383,6 +392,8 @@ class Checker:
             elif record.acked_ms is not None and not record.cancel_maybe:
                 if record.all_holders_lost_ms is not None:
                     report.lost_all_holders += 1
+                elif self._owed_when_quorum_lost(record):
+                    report.lost_no_quorum += 1
                 else:
                     self.violate(
                         Anomaly.LOST,
@@ -400,6 +411,10 @@ class Checker:
         report.lost = self._counts[Anomaly.LOST]
         report.violations = list(self.violations)
         return report
+
+    def _owed_when_quorum_lost(self, record: TaskRecord) -> bool:
+        lost_ms = self.quorum_lost_ms
+        return lost_ms is not None and record.eta_ms + self.bounds.late_slack_ms >= lost_ms
 
     def _check_limits(self, limits: LimitChecker, report: Report) -> None:
         limits.check_rate()

@@ -58,9 +58,15 @@ class TaskRecord:
     """When a node first acknowledged it ("scheduled", or "duplicate" of a live task)."""
     acked_by: set[str] = field(default_factory=set)
     replicas_acked: int | None = None
-    cancel_maybe: bool = False
-    """A cancel was sent and not refused: the task may have been cancelled, so not delivering
-    it is allowed."""
+    cancels_not_refused: int = 0
+    """Cancels sent and not answered 404 or 409 (acknowledged, answered 503, or unanswered)."""
+
+    @property
+    def cancel_maybe(self) -> bool:
+        """Some cancel may have taken effect, so not delivering the task is allowed. Each
+        DELETE counts on its own: a 404 to one that overtook the enqueue says nothing of one
+        sent before it."""
+        return self.cancels_not_refused > 0
     cancel_acked_order: Order | None = None
     cancel_acked_ms: int | None = None
     deliveries: list[DeliveryRecord] = field(default_factory=list)

@@ -229,6 +229,7 @@ class Workload:
                     time_ms=self.world.now_ms,
                     replicas=replicas if isinstance(replicas, int) else None,
                     duplicate=status == "duplicate",
+                    sent_ms=now,
                 )
             elif _worth_retrying(response) and tries < self.config.client_tries_max:
                 self.world.later(

@@ -76,6 +76,50 @@ def test_a_refused_cancel_leaves_the_task_owed() -> None:
     assert _anomalies(checker) == [Anomaly.LOST]
 
 
+def test_a_cancel_refused_after_it_overtook_the_enqueue_does_not_undo_an_earlier_one() -> None:
+    # Two DELETEs in flight: the second overtakes the enqueue (404), the first cancels (200).
+    checker = _checker("a")
+    checker.cancel_sent("a")
+    checker.cancel_sent("a")
+    checker.cancel_refused("a")
+    checker.cancel_acked(key="a", time_ms=6, order=(6, 0))
+    assert _anomalies(checker) == []
+
+
+def test_a_task_scheduled_anew_after_its_cancel_may_be_delivered_and_is_owed() -> None:
+    # Every holder of the cancelled task crashed; a repeat of the id was answered "scheduled".
+    def scheduled_anew() -> Checker:
+        checker = _checker("a")
+        checker.cancel_sent("a")
+        checker.cancel_acked(key="a", time_ms=6, order=(6, 0))
+        checker.enqueue_acked(key="a", node="n2", time_ms=9, replicas=2, sent_ms=7)
+        return checker
+
+    assert _anomalies(scheduled_anew()) == [Anomaly.LOST]
+    # The answer to an enqueue sent before the cancel does not make a new task:
+    earlier = _checker("a")
+    earlier.cancel_sent("a")
+    earlier.cancel_acked(key="a", time_ms=6, order=(6, 0))
+    earlier.enqueue_acked(key="a", node="n1", time_ms=9, replicas=2, sent_ms=1)
+    earlier.delivery_started(_delivery("a", 10_000, order=(10_000, 0)))
+    assert _anomalies(earlier) == [Anomaly.CANCELLED]
+    delivered = scheduled_anew()
+    delivered.delivery_started(_delivery("a", 10_000, order=(10_000, 0)))
+    assert _anomalies(delivered) == []
+
+
+def test_a_task_owed_when_the_quorum_was_lost_is_counted_apart_not_failed() -> None:
+    checker = _checker("a", "b", eta_ms=10_000)
+    checker.quorum_lost(40_000, "a majority crashed")
+    report = checker.report(100_000)
+    # Due 30 s before the quorum was lost (more than the late slack): truly lost.
+    assert [v.anomaly for v in report.violations] == [Anomaly.LOST, Anomaly.LOST]
+    late = _checker("c", eta_ms=30_000)
+    late.quorum_lost(40_000, "a majority crashed")
+    report = late.report(100_000)
+    assert report.violations == [] and (report.lost_no_quorum, report.quorum_lost) == (1, True)
+
+
 def test_unexpected_is_a_delivery_of_something_never_enqueued() -> None:
     checker = _checker("a")
     checker.delivery_started(_delivery("a", 10_000))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from typing import Protocol, assert_never
+from typing import Any, Protocol, assert_never
 
 from .actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
 from .codec import PeerProtocolError, decode
@@ -503,6 +503,7 @@ class Node:
             created_ms=now_ms,
             holders=holders,
             retry=spec.retry,
+            client_id=spec.client_id is not None,
         )
         me = self.config.node_id
         known = self.tasks.get(spec.queue, task_id) if spec.client_id else None
@@ -571,6 +572,11 @@ class Node:
         self.tasks.add(task)
         if is_primary(task):
             self.queues.get(task.queue, now_ms).note_waiting(task)
+        if copy.client_id and task.due_ms <= now_ms and len(task.holders) > 1:
+            # Due at once, and this may be a repeat of an enqueue whose task lives (or was
+            # delivered, or cancelled) on the other holders: they tell the coordinator, and
+            # it tells us, only after we would have fired.
+            self._ask_before_firing(task.queue, task.id)
         return True, task.state.value, ()
 
     def _reconcile(self, pending: PendingEnqueue, now_ms: int, actions: list[Action]) -> None:
@@ -876,6 +882,11 @@ class Node:
         self, sender: str, message: ReplicaMessage, now_ms: int, actions: list[Action]
     ) -> None:
         match message:
+            case StoreCopy() if not self._is_member or not self.membership.in_standing(now_ms):
+                # A restarted process not let in yet (the member list names the process before
+                # it), or a node that may have been removed: a copy here would not be one the
+                # members count. No answer: the enqueue says 503, and the client retries.
+                pass
             case StoreCopy(ref=ref, copy=copy):
                 stored, state, existing = self._store_copy(copy, now_ms)
                 ack = StoreAck(ref=ref, queue=copy.queue, task_id=copy.id, stored=stored,
@@ -1097,7 +1108,10 @@ class Node:
                 sync.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
                 if not lists_me:
                     sync.foreign_holders = sync.their_holders
-            elif state is not TaskState.CANCELLED or not lists_me:
+            elif state is not TaskState.CANCELLED or not lists_me or _another_enqueue(view, sync):
+                # (A cancelled copy from another enqueue of the id: the id was taken before
+                # ours arrived, whoever it lists; a node id in it may name our process's
+                # predecessor.)
                 sync.finals.append(state.value)
         if not sync.waiting or sync.finals:
             self._settle_sync(result.ref, now_ms, actions)  # (one final answer is enough)
@@ -1241,6 +1255,13 @@ class Node:
             retry=task.retry,
             lease_ms=lease_ms,
         )
+
+
+def _another_enqueue(view: dict[str, Any], sync: PendingSync) -> bool:
+    """Whether a member's copy (its `GET` view) was made by another enqueue than ours: copies of
+    one enqueue, repaired ones too, carry its creation time."""
+    created_ms: int = round(view["created"] * 1000)
+    return created_ms != sync.task.created_ms
 
 
 LISTING_LIMIT_DEFAULT = 100

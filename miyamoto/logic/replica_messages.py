@@ -33,6 +33,9 @@ class TaskCopy:
     retry: RetryOverrides | None = None
     lease_ms: int = 0
     """Hold this copy back for this long after it arrives: another holder is delivering."""
+    client_id: bool = False
+    """The id is the client's, so copies of it may exist already (a repeated enqueue): a copy
+    stored fresh when it is already due asks the members before it fires."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -247,6 +247,15 @@ class Membership:
             # We did not run for a member timeout (a pause; timers come far more often): what
             # we read first waited in buffers, and may list us though we were removed since.
             self._catch_up_until_ms = now_ms + self._timing.heartbeat_interval_ms
+            if self._role is Role.LEADER:
+                # A leader back from a pause would judge the members by what it reads first:
+                # a dead member's old message looks fresh, and a live one not yet heard looks
+                # silent for the whole pause (it removed the live one). The others have likely
+                # elected a new leader meanwhile anyway: step down, as check-quorum would.
+                self._stats.step_downs += 1
+                self._leader = None
+                self._heard_leader_ms = _NEVER_MS
+                self._become_follower(now_ms)
         self._now_ms = now_ms
 
     def _note_leading(self, now_ms: int) -> None:
