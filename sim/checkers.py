@@ -110,8 +110,9 @@ class Report:
     lost_all_holders: int = 0
     """Acknowledged tasks never delivered because every node holding them lost them for good."""
     lost_no_quorum: int = 0
-    """Acknowledged tasks still owed when a majority of the members crashed at once (see
-    `quorum_lost`): the survivors may not deliver them, as they may have been removed."""
+    """Acknowledged tasks never delivered in a run where a majority of the members crashed at
+    once (see `quorum_lost`): the survivors may not deliver them, as they may have been
+    removed."""
     duplicated_explained: int = 0
     duplicated_unexplained: int = 0
     early: int = 0
@@ -392,7 +393,10 @@ class Checker:
             elif record.acked_ms is not None and not record.cancel_maybe:
                 if record.all_holders_lost_ms is not None:
                     report.lost_all_holders += 1
-                elif self._owed_when_quorum_lost(record):
+                elif self.quorum_lost_ms is not None:
+                    # Not delivered when a majority crashed for good: the survivors may not
+                    # deliver it (they may have been removed). A crash and a pause before
+                    # that can have left the cluster without a majority for any length of time.
                     report.lost_no_quorum += 1
                 else:
                     self.violate(
@@ -411,10 +415,6 @@ class Checker:
         report.lost = self._counts[Anomaly.LOST]
         report.violations = list(self.violations)
         return report
-
-    def _owed_when_quorum_lost(self, record: TaskRecord) -> bool:
-        lost_ms = self.quorum_lost_ms
-        return lost_ms is not None and record.eta_ms + self.bounds.late_slack_ms >= lost_ms
 
     def _check_limits(self, limits: LimitChecker, report: Report) -> None:
         limits.check_rate()

@@ -3,6 +3,8 @@ replayed rule by rule. Each failed before the fix named in its docstring."""
 
 from __future__ import annotations
 
+from sim.partitions import PartitionKind
+
 from .test_sim_stateful import SimulatedCluster
 
 
@@ -48,4 +50,31 @@ def test_a_leader_back_from_a_pause_does_not_remove_a_live_member() -> None:
     machine.crash(node=2)
     machine.pause(node=0)
     machine.step(steps=33)
+    machine.teardown()
+
+
+def test_a_fresh_copy_of_a_repeat_due_in_a_moment_asks_before_it_fires() -> None:
+    """A task with a 5 ms countdown is delivered by one holder while the other refused its copy
+    (just resumed, not in standing): 503. The client's retry stores a fresh copy there, due
+    1 ms later; it fired before the coordinator heard "succeeded" from the first holder. Fixed:
+    a fresh copy of a client id due within the placement timeout asks first."""
+    machine = SimulatedCluster()
+    machine.first_task()
+    machine.advance(ms=1)
+    machine.partition(kind=PartitionKind.MAJORITY_MINORITY, seed=0)
+    machine.advance(ms=3)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.advance(ms=17)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.partition(kind=PartitionKind.MAJORITY_MINORITY, seed=1)
+    machine.advance(ms=1027)
+    machine.pause(node=0)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.advance(ms=3)
+    machine.partition(kind=PartitionKind.ISOLATE_ONE, seed=0)
+    machine.advance(ms=5)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.advance(ms=4978)
+    machine.enqueue(countdown_ms=5, node=2)
+    machine.advance(ms=1)
     machine.teardown()

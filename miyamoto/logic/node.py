@@ -572,10 +572,11 @@ class Node:
         self.tasks.add(task)
         if is_primary(task):
             self.queues.get(task.queue, now_ms).note_waiting(task)
-        if copy.client_id and task.due_ms <= now_ms and len(task.holders) > 1:
-            # Due at once, and this may be a repeat of an enqueue whose task lives (or was
-            # delivered, or cancelled) on the other holders: they tell the coordinator, and
-            # it tells us, only after we would have fired.
+        soon = task.due_ms <= now_ms + self.config.placement_timeout_ms
+        if copy.client_id and soon and len(task.holders) > 1:
+            # Due before the enqueue that stored it may settle, and this may be a repeat of an
+            # enqueue whose task lives (or was delivered, or cancelled) on the other holders:
+            # they tell the coordinator, and it tells us, only after we would have fired.
             self._ask_before_firing(task.queue, task.id)
         return True, task.state.value, ()
 

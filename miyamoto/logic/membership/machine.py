@@ -247,7 +247,7 @@ class Membership:
             # We did not run for a member timeout (a pause; timers come far more often): what
             # we read first waited in buffers, and may list us though we were removed since.
             self._catch_up_until_ms = now_ms + self._timing.heartbeat_interval_ms
-            if self._role is Role.LEADER:
+            if self._role is Role.LEADER and len(self._latest.ids) > 1:
                 # A leader back from a pause would judge the members by what it reads first:
                 # a dead member's old message looks fresh, and a live one not yet heard looks
                 # silent for the whole pause (it removed the live one). The others have likely
