@@ -154,13 +154,14 @@ def run(
 
 
 def liveness_phase(world: World, checker: Checker, config: RunConfig) -> int | None:
-    """Run until nothing is owed and the cluster converged; how long that took, or None (and a
-    NOT_CONVERGED violation) when it did not happen within the bound."""
+    """Run until nothing is owed, no client enqueue is still in progress, and the cluster
+    converged; how long that took, or None (and a NOT_CONVERGED violation) when it did not
+    happen within the bound."""
     healed_ms = world.now_ms
     deadline_ms = healed_ms + config.liveness_ms_max
     while True:
         problem = convergence(world, config)
-        if problem is None and not checker.unresolved():
+        if problem is None and not checker.unresolved() and not checker.enqueues_open:
             return world.now_ms - healed_ms
         if world.now_ms >= deadline_ms:
             if problem is not None:

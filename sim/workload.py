@@ -212,6 +212,8 @@ class Workload:
     def enqueue(self, plan: TaskPlan, node: str | None = None, tries: int = 1) -> None:
         node = plan.home if node is None else node
         now = self.world.now_ms
+        if tries == 1:
+            self.checker.enqueues_open += 1
         eta_ms = now + plan.countdown_ms if plan.eta_ms is None else plan.eta_ms
         self.checker.enqueue_sent(
             key=plan.key, task_id=plan.task_id, queue=plan.queue, eta_ms=eta_ms
@@ -237,6 +239,8 @@ class Workload:
                     f"client retry {plan.key}",
                     lambda: self.enqueue(plan, self._other_node(node), tries + 1),
                 )
+                return
+            self.checker.enqueues_open -= 1
 
         self.world.client_send(node, request, on_reply, self.config.client_timeout_ms)
 

@@ -293,3 +293,21 @@ def test_a_delete_while_an_attempt_is_in_flight_cancels_no_copy() -> None:
     cluster.advance(10_000)  # the first retry (after the minimum backoff) is not cancelled
     (retry,) = cluster.deliveries[1:]
     assert retry.task_id == task_id and retry.node == attempt.node
+
+
+def test_a_delete_is_not_confirmed_while_a_member_that_might_hold_a_copy_is_silent() -> None:
+    # The silent member holds no copy that the answers name, but it could hold one that they
+    # do not (`python -m sim --seed 21 --scenario random_halves`: two enqueues of one id,
+    # placed through members that saw different member lists; the DELETE confirmed by one
+    # group answered 200 and the other group delivered).
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = str(enqueue(cluster, A, countdown=60)["id"])
+    silent = next(n for n in (A, B, C) if n not in cluster.holders("q", task_id))
+    asker = next(n for n in (A, B, C) if n != silent)
+    cluster.down.add(silent)
+    rid = cluster.request(asker, "DELETE", f"/q/{task_id}")
+    cluster.advance(CONFIG.peer_answer_timeout_ms)
+    reply = cluster.responses.pop(rid)
+    assert reply.status == 503 and silent in reply.json()["error"], reply.json()
+    cluster.down.clear()
+    assert cluster.call(asker, "DELETE", f"/q/{task_id}").status == 200

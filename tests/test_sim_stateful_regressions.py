@@ -78,3 +78,27 @@ def test_a_fresh_copy_of_a_repeat_due_in_a_moment_asks_before_it_fires() -> None
     machine.enqueue(countdown_ms=5, node=2)
     machine.advance(ms=1)
     machine.teardown()
+
+
+def test_the_liveness_phase_waits_for_an_enqueue_still_being_retried() -> None:
+    """Two nodes paused with enqueues sent to them; after the heal a client retry is answered
+    "scheduled" with an ETA 7 s later. The liveness phase had ended before that answer (no
+    task was owed yet), and the run stopped 4 ms after the ETA: "lost". Fixed in the
+    simulator: it waits for client enqueues still in progress."""
+    machine = SimulatedCluster()
+    plan = machine.first_task()
+    machine.cancel(plan=plan)
+    machine.cancel(plan=plan)
+    machine.step(steps=43)
+    first = machine.enqueue(countdown_ms=0, node=0)
+    second = machine.enqueue(countdown_ms=0, node=0)
+    machine.cancel(plan=second)
+    machine.cancel(plan=second)
+    machine.pause(node=0)
+    machine.pause(node=2)
+    machine.enqueue(countdown_ms=0, node=2)
+    machine.advance(ms=11566)
+    machine.repeat_enqueue(plan=first)
+    machine.enqueue(countdown_ms=7006, node=0)
+    machine.advance(ms=4)
+    machine.teardown()

@@ -14,11 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from typing import Any, Protocol, assert_never
+from typing import Protocol, assert_never
 
 from .actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
 from .codec import PeerProtocolError, decode
 from .config import NodeConfig
+from .copy_sync import Question, Verdict
 from .delivery import build_request, is_success, retry_after_ms
 from .enqueue_parse import parse_enqueue, validate_queue_name
 from .errors import ClientError
@@ -30,15 +31,15 @@ from .events import (
     PeerMessageReceived,
     TimerExpired,
 )
+from .holders import joined, merged
 from .http import HttpRequest, HttpResponse, error_response, json_response
-from .limits import Limits
 from .local_tasks import WAITING, LocalTasks, is_primary
 from .membership import ClusterView, Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope, Outgoing, PeerMessage
-from .pending import PendingCancel, PendingEnqueue, PendingQuery, PendingSync, Placement
+from .pending import PendingCancel, PendingEnqueue, PendingQuery, Placement
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
 from .queue_config import effective_deadline_ms, effective_retry
-from .queue_ops import queue_command, queue_stats, rerun_copy
+from .queue_ops import listing_query, queue_command, queue_stats, rerun_copy
 from .queues import Queues, QueueState
 from .render import cluster_json, task_json
 from .replica_messages import (
@@ -147,7 +148,7 @@ class Node:
         every holder's answer, a copy sent under an older member list)."""
         self._asked: set[tuple[str, str]] = set()
         """Copies whose members answered that they may fire: they do when next due."""
-        self._syncs: dict[int, PendingSync] = {}
+        self._syncs: dict[int, Question] = {}
         """Sync of a held copy with the other members, by (negative) QueryTask ref."""
         self._next_sync_ref = -1
         self._standing: bool | None = None
@@ -324,7 +325,7 @@ class Node:
             case Operation.ENQUEUE:
                 return self._enqueue(request_id, queue, request, now_ms, actions)
             case Operation.QUEUE_INFO:
-                state, limit = _listing(where.query, self.config.limits)
+                state, limit = listing_query(where.query, self.config.limits)
                 info = PendingQueueInfo(
                     request_id=request_id,
                     deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
@@ -626,30 +627,11 @@ class Node:
         says, and a waiting copy that learns the task already finished elsewhere waits on."""
         if task.state.is_final or holders == task.holders:
             return
-        # A holder list may be older than ours (a repair made from a stale member list, or a
-        # reconcile of an enqueue's answers that took seconds): never drop a holder we still
-        # count as a member, or its copy would no longer hear our claims and finished notices.
-        named = {n for n, _ in holders}
-        members = set(self.members)
-        holders = holders + tuple(
-            (n, k) for n, k in task.holders if n not in named and n in members
-        )
-        me = self.config.node_id
         old_index = task.copy_index
-        index = next((k for n, k in holders if n == me), old_index)
-        taken = {k for n, k in (*task.holders, *holders) if n != me}
-        if index != old_index and index in taken:
-            # Two repairs made from different lists numbered two copies alike; the same index
-            # is the same due time, and two copies due together both fire before either claim
-            # arrives. Take the next free index instead.
-            index = max(taken | {index}) + 1
-            holders = tuple((n, index if n == me else k) for n, k in holders)
-        if index < old_index:
-            # Our copy never moves earlier, so our index must not either: the next repair
-            # numbers new copies after the highest index it sees, and a copy given our slot
-            # would fire with ours.
-            index = old_index
-            holders = tuple((n, index if n == me else k) for n, k in holders)
+        holders, index = merged(
+            task.holders, holders, members=set(self.members), me=self.config.node_id,
+            my_index=old_index,
+        )
         if holders == task.holders:
             return
         self.tasks.set_holders(task, self._intern(holders), index)
@@ -1072,7 +1054,7 @@ class Node:
                 continue
             ref = self._next_sync_ref
             self._next_sync_ref -= 1
-            self._syncs[ref] = PendingSync(
+            self._syncs[ref] = Question(
                 task=task,
                 deadline_ms=now_ms + self.config.peer_answer_timeout_ms,
                 waiting=set(others),
@@ -1089,103 +1071,62 @@ class Node:
         sync = self._syncs.get(result.ref)
         if sync is None or sender not in sync.waiting:
             return
-        sync.waiting.discard(sender)
-        sync.answered = True
-        if result.task_json is not None:
-            view = json.loads(result.task_json)
-            sync.states.append(view["state"])
-            me = self.config.node_id
-            lists_me = any(holder["node"] == me for holder in view["holders"])
-            state = TaskState(view["state"])
-            if lists_me:
-                sync.listed_by_others = True
-            if state in (TaskState.DELIVERING, TaskState.RETRYING):
-                sync.taken = True
-            elif state is TaskState.SCHEDULED:
-                theirs = next((h["copy"] for h in view["holders"] if h["node"] == sender), None)
-                if theirs is not None and (theirs, sender) < (sync.task.copy_index, me):
-                    sync.ahead += 1
-            if not state.is_final:
-                sync.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
-                if not lists_me:
-                    sync.foreign_holders = sync.their_holders
-            elif state is not TaskState.CANCELLED or not lists_me or _another_enqueue(view, sync):
-                # (A cancelled copy from another enqueue of the id: the id was taken before
-                # ours arrived, whoever it lists; a node id in it may name our process's
-                # predecessor.)
-                sync.finals.append(state.value)
-        if not sync.waiting or sync.finals:
-            self._settle_sync(result.ref, now_ms, actions)  # (one final answer is enough)
+        view = None if result.task_json is None else json.loads(result.task_json)
+        sync.take(sender, view, self.config.node_id)
+        if sync.decided():
+            self._settle_sync(result.ref, now_ms, actions)
 
     def _settle_sync(self, ref: int, now_ms: int, actions: list[Action]) -> None:
         sync = self._syncs.pop(ref)
         task = sync.task
         key = (task.queue, task.id)
         self._asking.discard(key)
-        silent_ahead = any(n in sync.waiting for n, k in task.holders if k < task.copy_index)
-        if not sync.answered or (silent_ahead and not sync.finals):
-            # Nobody answered (we are cut off), or a holder whose copy comes before ours did
-            # not (its answer lost, or it died): that holder may have delivered the task, its
-            # finished notice lost too. Ask again; a holder the leader reports unreachable,
-            # or that is no member any more, is not asked.
+        if sync.must_ask_again():
             return  # it stays unsynced and is asked again
         self._unsynced.discard(key)
-        held = self._held.pop(key, None)
+        due = self._held.pop(key, None) is not None
         if self.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
             return  # a finished notice or a cancel reached us meanwhile
-        if sync.finals:
-            self.tasks.finish(task, TaskState(sync.finals[0]), now_ms)
-        elif sync.taken:
-            # Another holder is delivering it (its claim may not have reached us): wait as a
-            # claim would have us wait, then ask again.
-            turn_ms = task.copy_index * self.config.replica_delay_ms
-            self._ask_again(task, now_ms + self.config.claim_lease_ms + turn_ms)
-        elif sync.ahead and held is not None:
-            # Copies before ours in the order still wait (held back like ours, or placed by
-            # enqueues that raced): give them their turn, then ask again.
-            self._ask_again(task, now_ms + sync.ahead * self.config.replica_delay_ms)
-        elif sync.foreign_holders and not self._where_preferred(task):
-            # Two groups of copies, placed by enqueues of one id that saw different member
-            # lists (or skipped different unreachable members), neither knowing the other.
-            # Ours is not where the id is placed now, so the other group is the one every
-            # later enqueue finds: join it, last in line, rather than fire beside it.
-            self._join(task, sync.foreign_holders, held, now_ms, actions)
-        elif sync.listed_by_others:
-            if held is not None:  # still one of its holders: our copy is as good as before
-                self._fire_after_sync(task, now_ms)
-        elif sync.their_holders:
-            # It lives on elsewhere (repaired, or placed twice through members that disagreed)
-            # and its holders do not know of our copy. Join it to theirs, last in line, rather
-            # than drop it: if every side dropped its copy, the task would be lost. (Last in
-            # line, it asks again before it fires.)
-            self._join(task, sync.their_holders, held, now_ms, actions)
-        elif held is not None:
-            # Nobody else has it: ours is the last copy. Deliver it and make the others again.
-            self._fire_after_sync(task, now_ms)
-            self._repair(now_ms, actions)
+        preferred = not sync.foreign_holders or self._where_preferred(task)
+        verdict = sync.verdict(due=due, preferred=preferred)
+        match verdict:
+            case Verdict.FINISH:
+                self.tasks.finish(task, TaskState(sync.finals[0]), now_ms)
+            case Verdict.WAIT_TAKEN:
+                turn_ms = task.copy_index * self.config.replica_delay_ms
+                self._ask_again(task, now_ms + self.config.claim_lease_ms + turn_ms)
+            case Verdict.WAIT_AHEAD:
+                self._ask_again(task, now_ms + sync.ahead * self.config.replica_delay_ms)
+            case Verdict.JOIN_FOREIGN:
+                self._join(task, sync.foreign_holders, due, now_ms, actions)
+            case Verdict.JOIN:
+                self._join(task, sync.their_holders, due, now_ms, actions)
+            case Verdict.FIRE | Verdict.FIRE_AND_REPAIR:
+                self._asked.add(key)
+                self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
+                if verdict is Verdict.FIRE_AND_REPAIR:
+                    self._repair(now_ms, actions)
+            case Verdict.KEEP:
+                pass
+            case _:
+                assert_never(verdict)
 
     def _join(
-        self, task: Task, others: Holders, held: Task | None, now_ms: int, actions: list[Action]
+        self, task: Task, others: Holders, due: bool, now_ms: int, actions: list[Action]
     ) -> None:
         """Adds our copy to the holder list `others`, after them, and tells them."""
-        index = max(k for _, k in others) + 1
-        holders = tuple(h for h in others if h[0] != self.config.node_id)
-        holders += ((self.config.node_id, index),)
+        holders = joined(others, self.config.node_id)
         self._set_holders(task, holders)
         for node, _ in holders:
             if node != self.config.node_id:
                 message = HoldersChanged(queue=task.queue, task_id=task.id, holders=holders)
                 self._tell(node, message, actions)
-        if held is not None:
+        if due:
             self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
 
     def _ask_again(self, task: Task, at_ms: int) -> None:
         self._ask_first.add((task.queue, task.id))
         self.tasks.reschedule(task, max(task.due_ms, at_ms), task.state)
-
-    def _fire_after_sync(self, task: Task, now_ms: int) -> None:
-        self._asked.add((task.queue, task.id))
-        self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
 
     # -- repair: keep R copies while members come and go ------------------------------------------
 
@@ -1256,30 +1197,3 @@ class Node:
             retry=task.retry,
             lease_ms=lease_ms,
         )
-
-
-def _another_enqueue(view: dict[str, Any], sync: PendingSync) -> bool:
-    """Whether a member's copy (its `GET` view) was made by another enqueue than ours: copies of
-    one enqueue, repaired ones too, carry its creation time."""
-    created_ms: int = round(view["created"] * 1000)
-    return created_ms != sync.task.created_ms
-
-
-LISTING_LIMIT_DEFAULT = 100
-
-
-def _listing(query: tuple[tuple[str, str], ...], limits: Limits) -> tuple[str | None, int]:
-    """`?state=failed&limit=N` of `GET /{queue}`: which tasks to list, and how many at most."""
-    params = dict(query)
-    unknown = sorted(set(params) - {"state", "limit"})
-    if unknown:
-        raise ClientError(400, f"unknown query parameter {unknown[0]!r}; use state and limit")
-    state = params.get("state")
-    if state is not None and state not in {s.value for s in TaskState}:
-        names = ", ".join(s.value for s in TaskState)
-        raise ClientError(400, f"state must be one of {names}, not {state!r}")
-    text = params.get("limit", str(LISTING_LIMIT_DEFAULT))
-    maximum = limits.listing_tasks_max
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise ClientError(400, f"limit must be a whole number from 1 to {maximum}, not {text!r}")
-    return state, int(text)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .http import HttpResponse, error_response, json_response
 from .replica_messages import CancelResult, Holders, QueryResult
-from .task import Task, TaskState
+from .task import TaskState
 
 
 @dataclass(slots=True, kw_only=True)
@@ -133,8 +133,9 @@ class PendingQuery:
 
 @dataclass(slots=True, kw_only=True)
 class PendingCancel:
-    """`DELETE /{queue}/{id}` asked of every member. It says "cancelled" only when every holder
-    of the task has confirmed, so that no copy can still fire after the answer."""
+    """`DELETE /{queue}/{id}` asked of every member. It says "cancelled" only when every member
+    answered and every holder of the task confirmed, so that no copy can still fire after the
+    answer."""
 
     request_id: int
     deadline_ms: int
@@ -177,41 +178,13 @@ class PendingCancel:
             if state in states:
                 body = {"status": "error", "error": message, "state": state}
                 return json_response(409, body)
-        unconfirmed = sorted(self.holders - set(self.states))
+        # A member that did not answer may hold copies that no answer names (two enqueues of
+        # the id placed through members that saw different member lists): not confirmed.
+        unconfirmed = sorted((self.holders - set(self.states)) | self.waiting)
         if unconfirmed:
             message = (
-                f"cancelled on {len(self.states)} of {len(self.holders)} holders; "
-                f"not confirmed by {', '.join(unconfirmed)}: retry the DELETE"
+                f"cancelled on {len(self.states)} of {len(self.states) + len(unconfirmed)} "
+                f"members; not confirmed by {', '.join(unconfirmed)}: retry the DELETE"
             )
             return error_response(503, message)
         return json_response(200, {"status": "cancelled", "id": self.task_id})
-
-
-@dataclass(slots=True, kw_only=True)
-class PendingSync:
-    """A copy held back while its node was out of standing, waiting for the members to say
-    whether the task finished, lives on elsewhere, or has no other copy."""
-
-    task: Task
-    deadline_ms: int
-    waiting: set[str]
-    answered: bool = False
-    """Some member answered (with or without a copy of the task)."""
-    states: list[str] = field(default_factory=list)
-    listed_by_others: bool = False
-    """Some member holds the task pending and still names this node among its holders."""
-    their_holders: Holders = ()
-    """The holder list of a member that holds the task pending (when one does)."""
-    foreign_holders: Holders = ()
-    """The holder list of a member that holds the task pending and does not list us: a group
-    of copies placed without ours."""
-    taken: bool = False
-    """A member has taken the task over: it is delivering it, or retrying it."""
-    ahead: int = 0
-    """Members whose copy waits and comes before ours in the order (copy index, then node):
-    it should have fired first, and may be about to."""
-    finals: list[str] = field(default_factory=list)
-    """Final states to adopt: succeeded and failed always; cancelled only from a member whose
-    holder list leaves this node out (a cancel confirmed without us, after a repair). A
-    cancelled copy on a member that lists us proves nothing about ours (no cancel is confirmed
-    without our answer), so it is no reason to drop a copy that is still alive."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from .errors import ClientError
+from .limits import Limits
 from .local_tasks import LocalTasks, is_primary
 from .queues import Queues
 from .render import task_json
@@ -81,3 +83,23 @@ def rerun_copy(
         if is_primary(task):
             queues.get(queue, due_ms).note_waiting(task)
     return RerunResult(ref=ref, state=before.value)
+
+
+LISTING_LIMIT_DEFAULT = 100
+
+
+def listing_query(query: tuple[tuple[str, str], ...], limits: Limits) -> tuple[str | None, int]:
+    """`?state=failed&limit=N` of `GET /{queue}`: which tasks to list, and how many at most."""
+    params = dict(query)
+    unknown = sorted(set(params) - {"state", "limit"})
+    if unknown:
+        raise ClientError(400, f"unknown query parameter {unknown[0]!r}; use state and limit")
+    state = params.get("state")
+    if state is not None and state not in {s.value for s in TaskState}:
+        names = ", ".join(s.value for s in TaskState)
+        raise ClientError(400, f"state must be one of {names}, not {state!r}")
+    text = params.get("limit", str(LISTING_LIMIT_DEFAULT))
+    maximum = limits.listing_tasks_max
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ClientError(400, f"limit must be a whole number from 1 to {maximum}, not {text!r}")
+    return state, int(text)
