@@ -51,6 +51,12 @@ def committed_members(node: Node) -> tuple[int, tuple[tuple[str, int], ...]]:
     return view.epoch, tuple((m.id, m.incarnation) for m in view.members)
 
 
+def latest_members(node: Node) -> tuple[tuple[str, int], ...]:
+    """The (id, incarnation) of each member of the newest member list `node` knows, acknowledged
+    or not: the list its votes and quorums count with."""
+    return tuple((m.id, m.incarnation) for m in node.membership.view().latest.members)
+
+
 def incarnation(node: Node) -> int:
     """Which process `node` is: a restarted node is a new incarnation."""
     return node.membership.view().incarnation

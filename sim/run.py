@@ -159,6 +159,10 @@ def liveness_phase(world: World, checker: Checker, config: RunConfig) -> int | N
     happen within the bound."""
     healed_ms = world.now_ms
     deadline_ms = healed_ms + config.liveness_ms_max
+    if not world.keeps_quorum_without(None):
+        # A list change made right after a crash (before the leader could tell the member was
+        # dead) can leave no list with a live majority, as a crash itself can.
+        checker.quorum_lost(world.now_ms, "no member list has a live majority")
     while True:
         problem = convergence(world, config)
         if problem is None and not checker.unresolved() and not checker.enqueues_open:

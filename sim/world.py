@@ -500,25 +500,31 @@ class World:
                 still_held |= observe.pending_task_ids(other.node)
         self.checker.holders_lost(sorted(lost - still_held), self.now_ms)
 
-    def keeps_quorum_without(self, node_id: str) -> bool:
+    def keeps_quorum_without(self, node_id: str | None) -> bool:
         """Whether a majority of the newest acknowledged member list would still be running
-        (with its memory) if `node_id` crashed now. Without one, the cluster can never again
-        change its membership: a restarted node is a new process that only a majority can let
-        back in."""
+        (with its memory) if `node_id` crashed now (None: as things are), and some running
+        node's newest list too. Without one, the cluster can never again change its
+        membership: a restarted node is a new process that only a majority can let back in."""
         running = {
             sim_node.id: sim_node.node
             for sim_node in self.nodes.values()
             if sim_node.node is not None and sim_node.id != node_id
         }
         lists = [observe.committed_members(node) for node in running.values()]
-        crashing = self.nodes[node_id].node
+        crashing = None if node_id is None else self.nodes[node_id].node
         if crashing is not None:
             lists.append(observe.committed_members(crashing))
         if not lists:
             return False
         _, members = max(lists)
         alive = {(node_id, observe.incarnation(node)) for node_id, node in running.items()}
-        return len(set(members) & alive) > len(members) // 2
+        if len(set(members) & alive) <= len(members) // 2:
+            return False
+        # A node elects with its newest list, acknowledged or not: a leader shrinking the list
+        # while another, cut off from it, did too leaves lists that share one member, and when
+        # that one dies no list keeps a live majority (docs/cluster.md, Known limits).
+        latest = [set(observe.latest_members(node)) for node in running.values()]
+        return any(len(ids & alive) > len(ids) // 2 for ids in latest)
 
     def restart(self, node_id: str, seed_id: str | None = None) -> None:
         """A crashed node starts again, empty, and joins through `seed_id` (by default a

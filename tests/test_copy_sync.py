@@ -22,10 +22,10 @@ def _question(holders: tuple[tuple[str, int], ...], *, waiting: set[str]) -> Que
     return Question(task=task, deadline_ms=9_000, waiting=set(waiting))
 
 
-def _view(state: str, holders: list[tuple[str, int]], created_ms: int = CREATED_MS) -> Any:
+def _view(state: str, holders: list[tuple[str, int]], finished_ms: int | None = None) -> Any:
     return {
         "state": state,
-        "created": created_ms / 1000,
+        "finished": None if finished_ms is None else finished_ms / 1000,
         "holders": [{"node": n, "copy": k} for n, k in holders],
     }
 
@@ -81,14 +81,14 @@ def test_a_copy_the_others_do_not_list_joins_them_last_in_line() -> None:
 
 def test_a_cancel_counts_unless_it_lists_us_from_our_own_enqueue() -> None:
     listing_us = _question(((A, 0), (ME, 1)), waiting={A})
-    listing_us.take(A, _view("cancelled", [(A, 0), (ME, 1)]), ME)
+    listing_us.take(A, _view("cancelled", [(A, 0), (ME, 1)], finished_ms=CREATED_MS + 5), ME)
     assert listing_us.finals == []  # no cancel is confirmed without our answer
     without_us = _question(((A, 0), (ME, 1)), waiting={B})
     without_us.take(B, _view("cancelled", [(B, 0), (C, 1)]), ME)
     assert without_us.finals == ["cancelled"]
-    other_enqueue = _question(((A, 0), (ME, 1)), waiting={A})
-    other_enqueue.take(A, _view("cancelled", [(A, 0), (ME, 1)], created_ms=500), ME)
-    assert other_enqueue.finals == ["cancelled"]  # "me" there is our process's predecessor
+    before_ours = _question(((A, 0), (ME, 1)), waiting={A})
+    before_ours.take(A, _view("cancelled", [(A, 0), (ME, 1)], finished_ms=CREATED_MS - 5), ME)
+    assert before_ours.finals == ["cancelled"]  # "me" there is our process's predecessor
 
 
 def test_merged_keeps_holders_an_older_list_leaves_out_and_never_moves_us_earlier() -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from miyamoto.logic.config import NodeConfig
 from miyamoto.logic.events import DeliveryResponded
 from miyamoto.logic.retry import RetryPolicy
+from miyamoto.logic.ring import placement
 
 from .cluster_driver import T0_MS, Cluster
 
@@ -311,3 +312,28 @@ def test_a_delete_is_not_confirmed_while_a_member_that_might_hold_a_copy_is_sile
     assert reply.status == 503 and silent in reply.json()["error"], reply.json()
     cluster.down.clear()
     assert cluster.call(asker, "DELETE", f"/q/{task_id}").status == 200
+
+
+def test_a_copy_that_finds_no_other_copy_makes_them_again_where_a_repeat_looks() -> None:
+    # `python -m sim --seed 285 --scenario swarm`: copy 0's holder never stored its copy (its
+    # StoreCopy lost); copy 1 asked, heard "none" from everyone, and delivered, leaving the
+    # task's end on itself alone; a repeat of the id placed on the preferred members then
+    # delivered it again. Now the copy that fires makes the missing copies again (after its
+    # own in line), so the holders a repeat asks know the task.
+    cluster = Cluster([A, B, C], CONFIG)
+    task_id = "job-remade"
+    first, second = placement(f"q/{task_id}", [A, B, C])[:2]
+    rid = cluster.request(second, "POST", "/q", {"url": URL, "id": task_id, "countdown": 60})
+    cluster.inbox = [(to, e) for to, e in cluster.inbox if to != first]
+    cluster.advance(CONFIG.placement_timeout_ms)
+    assert cluster.responses[rid].status == 503
+    assert cluster.holders("q", task_id) == {second: "scheduled"}
+    cluster.advance(60_000 + CONFIG.replica_delay_ms)
+    (delivery,) = cluster.deliveries
+    assert delivery.node == second
+    cluster.answer(delivery, 200)
+    assert cluster.holders("q", task_id) == {first: "succeeded", second: "succeeded"}
+    again = cluster.call(first, "POST", "/q", {"url": URL, "id": task_id})
+    assert again.json()["status"] == "duplicate"
+    cluster.advance(60_000)
+    assert len(cluster.deliveries) == 1

@@ -362,3 +362,30 @@ def test_a_repeat_of_a_task_whose_cancel_was_refused_is_still_delivered_seed_39(
     while 10.0.0.1's claimed copy answers "delivering" (409). The repeat through 10.0.0.3 hears
     "exists, cancelled" from 10.0.0.2 and sent Finished(cancelled) to 10.0.0.1 too."""
     assert Anomaly.LOST not in _anomalies(39, "rate_limited")
+
+
+# -- found by a 400-seed swarm soak ----------------------------------------------------------------
+
+
+def test_a_copy_that_found_no_other_remakes_them_seed_285() -> None:
+    """`python -m sim --seed 285 --scenario swarm` (task-95): copy 0's holder never stored its
+    copy; copy 1 delivered alone; a repeat of the id through a node that had joined since was
+    placed on the preferred members and delivered again. tests/test_replication.py has the
+    rule without the simulator."""
+    assert Anomaly.DUPLICATED not in _anomalies(285, "swarm")
+
+
+def test_a_copy_cancelled_after_ours_was_made_does_not_cancel_ours_seed_400() -> None:
+    """`python -m sim --seed 400 --scenario swarm` (task-73, lost): two racing enqueues made
+    the copies; a DELETE answered 409 (an attempt in flight) cancelled the other copy when
+    the attempt failed and became a retry. Ours took that "cancelled" for one of another
+    enqueue and gave the task up. Only a copy cancelled before ours was made counts now."""
+    assert Anomaly.LOST not in _anomalies(400, "swarm")
+
+
+def test_lists_left_without_a_live_majority_count_as_quorum_lost_seed_241() -> None:
+    """`python -m sim --seed 241 --scenario swarm`: two cut-off leaders each shrank the list
+    to themselves and the member they shared, which then crashed: no list has a live
+    majority (docs/cluster.md, Known limits). The simulator now says quorum lost."""
+    report = run(draw_config(241, "swarm", Shape())).report
+    assert report.quorum_lost and Anomaly.LOST not in {v.anomaly for v in report.violations}

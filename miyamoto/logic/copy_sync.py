@@ -40,7 +40,9 @@ class Verdict(enum.Enum):
     if every side dropped its copy, the task would be lost. (Last in line, it asks again
     before it fires.)"""
     FIRE_AND_REPAIR = "fire and repair"
-    """Nobody else has it: ours is the last copy. Deliver it and make the others again."""
+    """Nobody else has it: ours is the last copy. Deliver it and make the others again (also on
+    holders that answered they have none: they lost it, or never stored it), so that the
+    task's end is known where a repeat of its id will look."""
     KEEP = "keep"
     """Nothing to change (the copy was not due: a check after a return to standing)."""
 
@@ -55,6 +57,8 @@ class Question:
     """Members not heard yet."""
     answered: bool = False
     """Some member answered (with or without a copy of the task)."""
+    without_copy: set[str] = field(default_factory=set)
+    """Members that answered that they have no copy of the task."""
     states: list[str] = field(default_factory=list)
     listed_by_others: bool = False
     """Some member holds the task pending and still names this node among its holders."""
@@ -71,15 +75,16 @@ class Question:
     finals: list[str] = field(default_factory=list)
     """Final states to adopt: succeeded and failed always; cancelled only from a member whose
     holder list leaves this node out (a cancel confirmed without us, after a repair), or whose
-    copy another enqueue of the id made. A cancelled copy of ours on a member that lists us
-    proves nothing about ours (no cancel is confirmed without our answer), so it is no reason
-    to drop a copy that is still alive."""
+    copy was cancelled before ours was made. Another cancelled copy that lists us proves
+    nothing about ours (no cancel is confirmed without our answer: a DELETE refused with 409
+    may have cancelled the waiting copies), so it is no reason to drop a copy still alive."""
 
     def take(self, sender: str, view: dict[str, Any] | None, me: str) -> None:
         """`sender`'s answer: its copy as `GET /{queue}/{id}` shows it, or None."""
         self.waiting.discard(sender)
         self.answered = True
         if view is None:
+            self.without_copy.add(sender)
             return
         self.states.append(view["state"])
         lists_me = any(holder["node"] == me for holder in view["holders"])
@@ -96,9 +101,10 @@ class Question:
             self.their_holders = tuple((h["node"], h["copy"]) for h in view["holders"])
             if not lists_me:
                 self.foreign_holders = self.their_holders
-        elif state is not TaskState.CANCELLED or not lists_me or self._another_enqueue(view):
-            # (A cancelled copy from another enqueue of the id: the id was taken before ours
-            # arrived, whoever it lists; a node id in it may name our process's predecessor.)
+        elif state is not TaskState.CANCELLED or not lists_me or self._before_ours(view):
+            # (A copy cancelled before ours was made: that cancel was confirmed without our
+            # copy, whoever the copy lists; a node id in it may name our process's
+            # predecessor.)
             self.finals.append(state.value)
 
     def decided(self) -> bool:
@@ -131,9 +137,9 @@ class Question:
             return Verdict.JOIN
         return Verdict.FIRE_AND_REPAIR if due else Verdict.KEEP
 
-    def _another_enqueue(self, view: dict[str, Any]) -> bool:
-        """Whether a member's copy was made by another enqueue than ours: copies of one
-        enqueue, repaired ones too, carry its creation time."""
-        created_ms: int = round(view["created"] * 1000)
-        return created_ms != self.task.created_ms
+    def _before_ours(self, view: dict[str, Any]) -> bool:
+        """Whether a member's copy finished before ours was made (a repeat of the id made ours
+        after the task had ended there)."""
+        finished = view["finished"]
+        return finished is not None and round(finished * 1000) < self.task.created_ms
 

@@ -1105,7 +1105,7 @@ class Node:
                 self._asked.add(key)
                 self.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
                 if verdict is Verdict.FIRE_AND_REPAIR:
-                    self._repair(now_ms, actions)
+                    self._remake_copies(task, sync.without_copy, now_ms, actions)
             case Verdict.KEEP:
                 pass
             case _:
@@ -1151,6 +1151,21 @@ class Node:
                         self._tell(node, StoreCopy(ref=0, copy=self._copy_of(task, now_ms)),
                                    actions)
         if self._unconfirmed_copies:
+            self._repair_at_ms = now_ms + self.config.repair_retry_ms
+
+    def _remake_copies(
+        self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        """Makes the task's other copies again: on the members it prefers, after ours in line.
+        A holder that answered it has no copy is no holder."""
+        members = set(self.members)
+        if self.config.node_id not in members:
+            return  # (a node that is no member makes no copies: the members repair)
+        live = [(n, k) for n, k in task.holders if n in members and n not in without_copy]
+        wanted = min(self.config.replicas, len(members))
+        if len(live) < wanted:
+            self._add_copies(task, live, wanted, now_ms, actions)
+        if self._unconfirmed_copies and self._repair_at_ms is None:
             self._repair_at_ms = now_ms + self.config.repair_retry_ms
 
     def _add_copies(
