@@ -157,10 +157,10 @@ class Checker:
         """(node, incarnation) -> the (cluster id, term, epoch) its last message carried."""
         self._counts = {anomaly: 0 for anomaly in Anomaly}
         self.quorum_lost_ms: int | None = None
+        """When a majority of the members had crashed (memory lost), if it ever happened."""
         self.enqueues_open = 0
         """Client enqueues not answered for good yet (retries included): the liveness phase
         waits for them, as each may still make a task owed."""
-        """When a majority of the members had crashed (memory lost), if it ever happened."""
         self._limit_violations_seen = 0
 
     def violate(self, anomaly: Anomaly, time_ms: int, detail: str) -> None:

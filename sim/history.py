@@ -60,6 +60,11 @@ class TaskRecord:
     replicas_acked: int | None = None
     cancels_not_refused: int = 0
     """Cancels sent and not answered 404 or 409 (acknowledged, answered 503, or unanswered)."""
+    cancel_acked_order: Order | None = None
+    cancel_acked_ms: int | None = None
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+    all_holders_lost_ms: int | None = None
+    """When the last node holding a copy of it lost it for good, before any delivery."""
 
     @property
     def cancel_maybe(self) -> bool:
@@ -67,11 +72,6 @@ class TaskRecord:
         DELETE counts on its own: a 404 to one that overtook the enqueue says nothing of one
         sent before it."""
         return self.cancels_not_refused > 0
-    cancel_acked_order: Order | None = None
-    cancel_acked_ms: int | None = None
-    deliveries: list[DeliveryRecord] = field(default_factory=list)
-    all_holders_lost_ms: int | None = None
-    """When the last node holding a copy of it lost it for good, before any delivery."""
 
     @property
     def successes(self) -> list[DeliveryRecord]:
