@@ -234,6 +234,13 @@ class Checker:
             if record.all_holders_lost_ms is None and not record.successes:
                 record.all_holders_lost_ms = time_ms
 
+    def memory_lost(self, task_ids: list[str], time_ms: int) -> None:
+        """No running node holds or remembers these tasks any more."""
+        for task_id in task_ids:
+            record = self._by_task_id.get(task_id)
+            if record is not None:
+                record.forgotten_ms = time_ms
+
     def quorum_lost(self, time_ms: int, why: str) -> None:
         """A majority of the member list is gone for good (see `Report.quorum_lost`)."""
         del why
@@ -279,7 +286,11 @@ class Checker:
                 f"(clock error allowed: {self.bounds.early_slack_ms} ms)",
             )
         cancelled = record.cancel_acked_order
-        if cancelled is not None and delivery.order > cancelled:
+        # Every node that knew of the cancel crashed since: the id is free again, and a later
+        # enqueue of it (sent before its answer came) makes a new task.
+        forgotten_ms, cancel_ms = record.forgotten_ms, record.cancel_acked_ms
+        forgotten = forgotten_ms is not None and cancel_ms is not None and forgotten_ms >= cancel_ms
+        if cancelled is not None and delivery.order > cancelled and not forgotten:
             assert record.cancel_acked_ms is not None
             self.violate(
                 Anomaly.CANCELLED,

@@ -65,6 +65,9 @@ class TaskRecord:
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     all_holders_lost_ms: int | None = None
     """When the last node holding a copy of it lost it for good, before any delivery."""
+    forgotten_ms: int | None = None
+    """When the last node that held or remembered it crashed (a cancelled task's memory with
+    it: a later enqueue of the id makes a new task)."""
 
     @property
     def cancel_maybe(self) -> bool:

@@ -23,6 +23,11 @@ def pending_task_ids(node: Node) -> set[str]:
     }
 
 
+def known_task_ids(node: Node) -> set[str]:
+    """Ids of every task `node` holds or remembers (finished ones until their retention ends)."""
+    return {task.id for tasks in node.tasks.store.by_queue() for task in tasks}
+
+
 def member_count(node: Node) -> int:
     """The length of the member list `node` works with (0 before it knows one): the N its
     queues divide their rate, burst and concurrency by."""

@@ -479,6 +479,7 @@ class World:
         if not self.keeps_quorum_without(node_id):
             self.checker.quorum_lost(self.now_ms, f"{node_id} crashed")
         lost = observe.pending_task_ids(sim_node.node)
+        known = observe.known_task_ids(sim_node.node)
         self.checker.process_ended(sim_node.process, self.now_ms)
         sim_node.node = None
         sim_node.state = NodeState.DEAD if permanent else NodeState.DOWN
@@ -495,10 +496,13 @@ class World:
         sim_node.fault = self.checker.faults.open(kind, [node_id], self.now_ms)
         self.trace.event(f"{self.now_ms} {kind} {node_id}")
         still_held: set[str] = set()
+        still_known: set[str] = set()
         for other in self.nodes.values():
             if other.node is not None:
                 still_held |= observe.pending_task_ids(other.node)
+                still_known |= observe.known_task_ids(other.node)
         self.checker.holders_lost(sorted(lost - still_held), self.now_ms)
+        self.checker.memory_lost(sorted(known - still_known), self.now_ms)
 
     def keeps_quorum_without(self, node_id: str | None) -> bool:
         """Whether a majority of the newest acknowledged member list would still be running

@@ -108,6 +108,21 @@ def test_a_task_scheduled_anew_after_its_cancel_may_be_delivered_and_is_owed() -
     assert _anomalies(delivered) == []
 
 
+def test_a_delivery_after_a_cancel_is_allowed_once_every_node_that_knew_it_crashed() -> None:
+    def cancelled(forgotten_ms: int | None) -> Checker:
+        checker = _checker("a")
+        checker.cancel_sent("a")
+        checker.cancel_acked(key="a", time_ms=6, order=(6, 0))
+        if forgotten_ms is not None:
+            checker.memory_lost(["t-a"], forgotten_ms)
+        checker.delivery_started(_delivery("a", 10_000, order=(10_000, 0)))
+        return checker
+
+    assert _anomalies(cancelled(None)) == [Anomaly.CANCELLED]
+    assert _anomalies(cancelled(3)) == [Anomaly.CANCELLED]  # forgotten before the cancel
+    assert _anomalies(cancelled(8)) == []
+
+
 def test_a_task_owed_when_the_quorum_was_lost_is_counted_apart_not_failed() -> None:
     checker = _checker("a", eta_ms=10_000)
     checker.quorum_lost(40_000, "a majority crashed")

@@ -102,3 +102,26 @@ def test_the_liveness_phase_waits_for_an_enqueue_still_being_retried() -> None:
     machine.enqueue(countdown_ms=7006, node=0)
     machine.advance(ms=4)
     machine.teardown()
+
+
+def test_a_cancelled_id_forgotten_by_every_node_may_be_enqueued_anew() -> None:
+    """Both nodes that knew of an acknowledged cancel crash (the second after the first was
+    removed: the quorum is lost); the client's repeat of the id makes a new task, delivered
+    before the client hears "scheduled". Fixed in the checker: once every node that held or
+    remembered the task crashed, the cancel no longer covers the id."""
+    machine = SimulatedCluster()
+    plan = machine.first_task()
+    machine.advance(ms=1)
+    machine.cancel(plan=plan)
+    machine.advance(ms=343)
+    machine.partition(kind=PartitionKind.ISOLATE_ONE, seed=1)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.step(steps=30)
+    machine.heal_partition()
+    machine.advance(ms=1)
+    machine.crash(node=1)
+    machine.enqueue(countdown_ms=0, node=0)
+    machine.advance(ms=5851)
+    machine.crash(node=0)
+    machine.repeat_enqueue(plan=plan)
+    machine.teardown()
