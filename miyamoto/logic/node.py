@@ -1147,7 +1147,7 @@ class Node:
                 if len(live) < wanted:
                     self._add_copies(task, live, wanted, now_ms, actions)
                 elif key in self._unconfirmed_copies:
-                    for node in self._unconfirmed_copies[key]:
+                    for node in sorted(self._unconfirmed_copies[key]):
                         self._tell(node, StoreCopy(ref=0, copy=self._copy_of(task, now_ms)),
                                    actions)
         if self._unconfirmed_copies:
