@@ -201,34 +201,33 @@ class _QueuesOf(Queues):
         return queue
 
 
-class IgnoresRate(Node):
+class _SwapsQueueStates(Node):
+    """A node whose queue states are `queue_state_class`, one that breaks a queue limit."""
+
+    queue_state_class: type[QueueState]
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        super().__init__(config, rng, now_ms, membership=membership)
+        self.queues = _QueuesOf(config.queues_config, self.queue_state_class)
+
+
+class IgnoresRate(_SwapsQueueStates):
     """Its queues never take a token: a rate-limited queue starts whatever is due."""
 
-    def __init__(
-        self,
-        config: NodeConfig,
-        rng: random.Random,
-        now_ms: int = 0,
-        *,
-        membership: MembershipLayer | None = None,
-    ) -> None:
-        super().__init__(config, rng, now_ms, membership=membership)
-        self.queues = _QueuesOf(config.queues_config, RatelessQueue)
+    queue_state_class = RatelessQueue
 
 
-class IgnoresConcurrency(Node):
+class IgnoresConcurrency(_SwapsQueueStates):
     """Its queues start deliveries however many of theirs are in flight."""
 
-    def __init__(
-        self,
-        config: NodeConfig,
-        rng: random.Random,
-        now_ms: int = 0,
-        *,
-        membership: MembershipLayer | None = None,
-    ) -> None:
-        super().__init__(config, rng, now_ms, membership=membership)
-        self.queues = _QueuesOf(config.queues_config, UncappedQueue)
+    queue_state_class = UncappedQueue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

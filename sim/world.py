@@ -509,11 +509,7 @@ class World:
         (with its memory) if `node_id` crashed now (None: as things are), and some running
         node's newest list too. Without one, the cluster can never again change its
         membership: a restarted node is a new process that only a majority can let back in."""
-        running = {
-            sim_node.id: sim_node.node
-            for sim_node in self.nodes.values()
-            if sim_node.node is not None and sim_node.id != node_id
-        }
+        running = self._running(without=node_id)
         lists = [observe.committed_members(node) for node in running.values()]
         crashing = None if node_id is None else self.nodes[node_id].node
         if crashing is not None:
@@ -553,14 +549,18 @@ class World:
         self.trace.event(f"{self.now_ms} restart {node_id} joining through {seed_id}")
         self._boot(sim_node, seed_id)
 
+    def _running(self, without: str | None = None) -> dict[str, Node]:
+        """The processes running (up or paused, with their memory), but `without`."""
+        return {
+            sim_node.id: sim_node.node
+            for sim_node in self.nodes.values()
+            if sim_node.node is not None and sim_node.id != without
+        }
+
     def _running_members(self) -> set[str]:
         """The running processes (up or paused) that the newest member list a majority
         acknowledged, as the running nodes know it, names."""
-        running = {
-            sim_node.id: sim_node.node
-            for sim_node in self.nodes.values()
-            if sim_node.node is not None and sim_node.state in (NodeState.UP, NodeState.PAUSED)
-        }
+        running = self._running()
         if not running:
             return set()
         _, members = max(observe.committed_members(node) for node in running.values())

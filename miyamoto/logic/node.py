@@ -151,8 +151,8 @@ class Node:
         self._syncs: dict[int, Question] = {}
         """Sync of a held copy with the other members, by (negative) QueryTask ref."""
         self._next_sync_ref = -1
-        self._standing: bool | None = None
-        """Whether this node is in standing, computed once per dispatch."""
+        self._standing = False
+        """Whether this node is in standing, computed once per dispatch (in `_after`)."""
         self._repair_at_ms: int | None = None
         self._unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
@@ -222,7 +222,8 @@ class Node:
 
     def _after(self, now_ms: int, actions: list[Action]) -> None:
         self._sync_members(now_ms, actions)
-        if self.membership.in_standing(now_ms):
+        self._standing = self.membership.in_standing(now_ms)
+        if self._standing:
             if self._out_of_standing:
                 self._out_of_standing = False
                 self._unsynced.update(
@@ -234,7 +235,7 @@ class Node:
         elif self._is_member or self._members_seen:
             self._out_of_standing = True
         self._start_due_deliveries(now_ms, actions)
-        if len(self._asking) < len(self._unsynced) and self.membership.in_standing(now_ms):
+        if len(self._asking) < len(self._unsynced) and self._standing:
             self._sync_unsynced(now_ms, actions)
 
     def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
@@ -665,7 +666,6 @@ class Node:
         task so that the other copies do not fire meanwhile."""
         slots = self.config.limits.deliveries_in_flight_max - len(self.tasks.in_flight)
         queues = self.queues
-        self._standing = None
         for name in sorted(queues.blocked):  # sorted: the same order on every run
             queue = queues.get(name, now_ms)
             while queue.ready and slots > 0:
@@ -676,12 +676,12 @@ class Node:
                 if not queue.admits(now_ms):
                     break
                 queue.ready.popleft()
-                if not self._must_hold(task, now_ms, due=False):
+                if not self._must_hold(task, due=False):
                     slots -= self._start(task, queue, now_ms, actions)
             if not queue.ready:
                 queues.blocked.discard(name)
         while (due := self.tasks.timers.pop_due(now_ms)) is not None:
-            if self._must_hold(due, now_ms, due=True):
+            if self._must_hold(due, due=True):
                 continue
             queue = queues.get(due.queue, now_ms)
             if slots <= 0 or queue.ready or not queue.admits(now_ms):
@@ -693,7 +693,7 @@ class Node:
                 continue
             slots -= self._start(due, queue, now_ms, actions)
 
-    def _must_hold(self, task: Task, now_ms: int, *, due: bool) -> bool:
+    def _must_hold(self, task: Task, *, due: bool) -> bool:
         """Whether a replicated copy must wait for a sync (its question to the members):
         - a copy that comes `due` and has never been attempted here, unless it is the first
           copy that the other holders know of: the task may have finished on a holder whose
@@ -711,8 +711,6 @@ class Node:
             elif task.copy_index > 0 or key in self._ask_first or not self._where_preferred(task):
                 self._ask_first.discard(key)
                 self._unsynced.add(key)
-        if self._standing is None:
-            self._standing = self.membership.in_standing(now_ms)
         if self._standing and key not in self._unsynced:
             return False
         self._unsynced.add(key)
