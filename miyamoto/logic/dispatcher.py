@@ -1,0 +1,180 @@
+"""Deliveries: which due copies start, their claims on the other holders, and what a webhook's
+answer does to the task (finished, or retried after a backoff or a destination's Retry-After).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from .actions import Action, StartDelivery
+from .core import NodeCore
+from .delivery import build_request, is_success, retry_after_ms
+from .events import DeliveryFailed, DeliveryResponded
+from .local_tasks import WAITING
+from .queue_config import effective_deadline_ms, effective_retry
+from .queues import QueueState
+from .replica_messages import Claim
+from .sync_records import SyncRecords
+from .task import Task, TaskState
+
+
+class Dispatcher:
+    def __init__(self, core: NodeCore, syncs: SyncRecords) -> None:
+        self.core = core
+        self.syncs = syncs
+        self.claims_renew_at_ms: int | None = None
+
+    def on_timer(self, now_ms: int, actions: list[Action]) -> None:
+        if self.claims_renew_at_ms is not None and self.claims_renew_at_ms <= now_ms:
+            self._renew_claims(now_ms, actions)
+
+    def start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
+        """Starts what is due and allowed, oldest first: the queues' waiting lines, then the
+        tasks whose time has come. A due task that may not start yet (its queue's rate or
+        concurrency, or the node's in-flight cap) waits in its queue's line, and claims its
+        task so that the other copies do not fire meanwhile."""
+        core = self.core
+        slots = core.config.limits.deliveries_in_flight_max - len(core.tasks.in_flight)
+        queues = core.queues
+        for name in sorted(queues.blocked):  # sorted: the same order on every run
+            queue = queues.get(name, now_ms)
+            while queue.ready and slots > 0:
+                task = queue.ready[0]
+                if task.state not in WAITING or task.due_ms > now_ms:
+                    queue.ready.popleft()  # cancelled, finished or claimed meanwhile
+                    continue
+                if not queue.admits(now_ms):
+                    break
+                queue.ready.popleft()
+                if not self.syncs.must_hold(task, due=False):
+                    slots -= self._start(task, queue, now_ms, actions)
+            if not queue.ready:
+                queues.blocked.discard(name)
+        while (due := core.tasks.timers.pop_due(now_ms)) is not None:
+            if self.syncs.must_hold(due, due=True):
+                continue
+            queue = queues.get(due.queue, now_ms)
+            if slots <= 0 or queue.ready or not queue.admits(now_ms):
+                queue.ready.append(due)  # keep the queue's order: wait behind the others
+                queues.blocked.add(queue.name)
+                if len(due.holders) > 1:
+                    self._claim(due, core.config.claim_lease_ms, actions)
+                    self._arm_claim_renewal(now_ms)
+                continue
+            slots -= self._start(due, queue, now_ms, actions)
+
+    def _start(self, task: Task, queue: QueueState, now_ms: int, actions: list[Action]) -> int:
+        """Starts one delivery of `task` (1), or puts it off while its destination asked us to
+        wait (0)."""
+        core = self.core
+        limits = core.config.limits
+        request = build_request(task, user_agent=core.config.user_agent, limits=limits)
+        destination = (request.host, request.port)
+        hold_ms = core.queues.destination_hold_ms.get(destination)
+        if hold_ms is not None:
+            if hold_ms > now_ms:
+                core.tasks.reschedule(task, hold_ms, task.state)
+                if len(task.holders) > 1:
+                    self._claim(task, hold_ms - now_ms + core.config.claim_lease_ms, actions)
+                return 0
+            del core.queues.destination_hold_ms[destination]
+        delivery_id = core.tasks.start(task, now_ms)
+        queue.in_flight += 1
+        queue.rate.add(now_ms)
+        actions.append(
+            StartDelivery(
+                delivery_id=delivery_id,
+                request=request,
+                timeout_ms=effective_deadline_ms(queue.config, task.retry),
+                excerpt_bytes_max=limits.response_excerpt_bytes_max,
+            )
+        )
+        if len(task.holders) > 1:
+            self._claim(task, core.config.claim_lease_ms, actions)
+            self._arm_claim_renewal(now_ms)
+        return 1
+
+    def _arm_claim_renewal(self, now_ms: int) -> None:
+        if self.claims_renew_at_ms is None:
+            self.claims_renew_at_ms = now_ms + self.core.config.claim_lease_ms // 3
+
+    def _end_flight(self, delivery_id: int) -> Task | None:
+        task = self.core.tasks.in_flight.pop(delivery_id, None)
+        if task is not None:
+            queue = self.core.queues.known(task.queue)
+            if queue is not None and queue.in_flight > 0:
+                queue.in_flight -= 1
+        return task
+
+    def _claim(self, task: Task, lease_ms: int, actions: list[Action]) -> None:
+        claim = Claim(
+            queue=task.queue,
+            task_id=task.id,
+            lease_ms=lease_ms,
+            attempts=task.attempts,
+            executions=task.executions,
+            delivering=task.state is TaskState.DELIVERING,
+        )
+        for node in self.core.others(task):
+            self.core.tell(node, claim, actions)
+
+    def _renew_claims(self, now_ms: int, actions: list[Action]) -> None:
+        """Holders keep their copies back while ours is in flight or waits its turn in a
+        queue's line: renew the lease."""
+        core = self.core
+        ours = itertools.chain(core.tasks.in_flight.values(), core.queues.waiting())
+        replicated = [t for t in ours if len(t.holders) > 1 and not t.state.is_final]
+        for task in replicated:
+            self._claim(task, core.config.claim_lease_ms, actions)
+        self.claims_renew_at_ms = now_ms + core.config.claim_lease_ms // 3 if replicated else None
+
+    def delivery_finished(
+        self, event: DeliveryResponded | DeliveryFailed, now_ms: int, actions: list[Action]
+    ) -> None:
+        core = self.core
+        task = self._end_flight(event.delivery_id)
+        if task is None or core.tasks.get(task.queue, task.id) is not task:
+            return  # not ours, or purged while in flight: nothing to record
+        if task.state is not TaskState.DELIVERING:
+            return  # another holder finished the task while our copy was in flight
+        task.attempts += 1
+        wait_ms: int | None = None
+        success = False
+        if isinstance(event, DeliveryResponded):
+            task.executions += 1
+            task.last_status = event.status
+            task.last_error = None
+            task.last_response_excerpt = event.body_excerpt
+            success = is_success(event.status)
+            if not success:
+                wait_ms = retry_after_ms(event.status, event.headers, now_ms)
+        else:
+            task.last_status = None
+            detail = f": {event.detail}" if event.detail else ""
+            task.last_error = f"{event.error.value}{detail}"
+            task.last_response_excerpt = None
+        if success:
+            core.tasks.finish(task, TaskState.SUCCEEDED, now_ms)
+            core.announce_finished(task, core.others(task), actions)
+            return
+        policy = effective_retry(core.queues.get(task.queue, now_ms).config, task.retry)
+        retries_done = task.attempts - 1
+        assert task.first_attempt_ms is not None
+        if not policy.may_retry(retries_done, task.first_attempt_ms, now_ms):
+            core.tasks.finish(task, TaskState.FAILED, now_ms)
+            core.announce_finished(task, core.others(task), actions)
+            return
+        # A Retry-After is honoured up to how far ahead a task may be scheduled at all, and
+        # holds back every task for that destination, not just this one.
+        asked_ms = min(wait_ms or 0, core.config.limits.schedule_ahead_ms_max)
+        if asked_ms:
+            destination = build_request(
+                task, user_agent=core.config.user_agent, limits=core.config.limits
+            )
+            key = (destination.host, destination.port)
+            holds = core.queues.destination_hold_ms
+            holds[key] = max(holds.get(key, 0), now_ms + asked_ms)
+        delay_ms = max(policy.backoff_ms(retries_done), asked_ms)
+        core.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)
+        if len(task.holders) > 1:
+            self._claim(task, delay_ms + core.config.claim_lease_ms, actions)

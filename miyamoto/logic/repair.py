@@ -1,0 +1,119 @@
+"""Repair: keep R copies of every pending task while members come and go.
+
+When the member list changes, the lowest live holder of each pending task adds copies on the
+members the task's key prefers; copies a repair sent and nobody acknowledged yet are sent again
+every `repair_retry_ms` until their holders acknowledge them.
+"""
+
+from __future__ import annotations
+
+from .actions import Action
+from .core import NodeCore
+from .replica_messages import HoldersChanged, StoreCopy, TaskCopy
+from .task import Task, TaskState
+
+
+class Repair:
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        self.retry_at_ms: int | None = None
+        """When unacknowledged copies are sent again (None: none are awaited)."""
+        self.unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
+        """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
+
+    def on_timer(self, now_ms: int, actions: list[Action]) -> None:
+        if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
+            self.repair(now_ms, actions)
+
+    def acknowledged(self, sender: str, queue: str, task_id: str) -> None:
+        """`sender` acknowledged a copy of the task (stored, or had it already)."""
+        unconfirmed = self.unconfirmed_copies.get((queue, task_id))
+        if unconfirmed is not None:
+            unconfirmed.discard(sender)
+            if not unconfirmed:
+                del self.unconfirmed_copies[(queue, task_id)]
+
+    def repair(self, now_ms: int, actions: list[Action]) -> None:
+        """Every pending task whose lowest live holder is this node gets back to R copies."""
+        core = self.core
+        self.retry_at_ms = None
+        members = set(core.members)
+        me = core.me
+        wanted = min(core.config.replicas, len(members))
+        for tasks in list(core.tasks.store.by_queue()):
+            for task in list(tasks):
+                if task.state.is_final or not task.holders:
+                    continue
+                live = [(n, k) for n, k in task.holders if n in members]
+                if not live or min(live, key=lambda h: h[1])[0] != me:
+                    continue
+                key = (task.queue, task.id)
+                if len(live) < wanted:
+                    self._add_copies(task, live, wanted, now_ms, actions)
+                elif key in self.unconfirmed_copies:
+                    for node in sorted(self.unconfirmed_copies[key]):
+                        core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)),
+                                  actions)  # fmt: skip
+        if self.unconfirmed_copies:
+            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def remake_copies(
+        self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        """Makes the task's other copies again: on the members it prefers, after ours in line.
+        A holder that answered it has no copy is no holder."""
+        core = self.core
+        members = set(core.members)
+        if core.me not in members:
+            return  # (a node that is no member makes no copies: the members repair)
+        live = [(n, k) for n, k in task.holders if n in members and n not in without_copy]
+        wanted = min(core.config.replicas, len(members))
+        if len(live) < wanted:
+            self._add_copies(task, live, wanted, now_ms, actions)
+        if self.unconfirmed_copies and self.retry_at_ms is None:
+            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def _add_copies(
+        self,
+        task: Task,
+        live: list[tuple[str, int]],
+        wanted: int,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
+        core = self.core
+        live_nodes = {n for n, _ in live}
+        candidates = [m for m in core.placement(f"{task.queue}/{task.id}") if m not in live_nodes]
+        next_index = max(k for _, k in task.holders) + 1
+        added = [(node, next_index + i) for i, node in enumerate(candidates[: wanted - len(live)])]
+        core.tasks.set_holders(task, core.intern(tuple(live + added)), task.copy_index)
+        for node, _ in live:
+            if node != core.me:
+                message = HoldersChanged(queue=task.queue, task_id=task.id, holders=task.holders)
+                core.tell(node, message, actions)
+        if added:
+            self.unconfirmed_copies[(task.queue, task.id)] = {n for n, _ in added}
+        for node, _ in added:
+            core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+
+    def copy_of(self, task: Task, now_ms: int) -> TaskCopy:
+        """The copy of `task` to store on a new holder: a copy of a task being delivered or
+        retried arrives claimed, so that it does not fire beside ours."""
+        lease_ms = self.core.config.claim_lease_ms if task.state is TaskState.DELIVERING else 0
+        if task.state is TaskState.RETRYING:
+            lease_ms = max(0, task.due_ms - now_ms) + self.core.config.claim_lease_ms
+        return TaskCopy(
+            queue=task.queue,
+            id=task.id,
+            method=task.method,
+            url=task.url,
+            headers=task.headers,
+            body=task.body,
+            eta_ms=task.eta_ms,
+            created_ms=task.created_ms,
+            holders=task.holders,
+            attempts=task.attempts,
+            executions=task.executions,
+            retry=task.retry,
+            lease_ms=lease_ms,
+        )
