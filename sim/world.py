@@ -339,6 +339,7 @@ class World:
             self.checker.delivery_ended(sim_node.process, event.delivery_id, now)
         try:
             actions = node.handle(event, sim_node.clock.local_ms(now))
+            node.check_invariants()  # a broken invariant is a crash, with this step's event
         except Exception as error:
             raise NodeCrashed(sim_node.id, now, event, error) from error
         # Before its actions are carried out: the deliveries it starts count against the

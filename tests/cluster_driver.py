@@ -112,7 +112,9 @@ class Cluster:
     def feed(self, name: str, event: Event) -> None:
         if name in self.down:
             return
-        for action in self.nodes[name].handle(event, self.now_ms):
+        actions = self.nodes[name].handle(event, self.now_ms)
+        self.nodes[name].check_invariants()
+        for action in actions:
             match action:
                 case SendApiResponse(request_id=rid, response=response):
                     self.responses[rid] = response

@@ -32,6 +32,9 @@ class NodeDriver:
         self._request_ids = 0
 
     def _run(self, actions: list[Action]) -> list[SendApiResponse]:
+        """The responses among the actions of the step just made (after checking the node's
+        invariants: every step goes through here)."""
+        self.node.check_invariants()
         responses = []
         for action in actions:
             if isinstance(action, StartDelivery):

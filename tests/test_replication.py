@@ -42,7 +42,7 @@ def test_enqueue_is_an_error_when_a_holder_does_not_answer_in_time() -> None:
     assert reply.status == 503
     assert "of 2 copies" in reply.json()["error"]
     assert "same task id" in reply.json()["error"]
-    assert cluster.nodes[A].coordinator.acks_awaited() == 0  # the acknowledgements never awaited forever
+    assert cluster.nodes[A].coordinator.acks_awaited() == 0  # none awaited forever
 
 
 def test_copy_k_is_due_at_eta_plus_k_replica_delays() -> None:

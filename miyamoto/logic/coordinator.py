@@ -58,11 +58,26 @@ class Coordinator:
         self._deliver_locally = deliver_locally
         self._refs: dict[int, tuple[int, int]] = {}
         """StoreCopy ref -> (API request id, index of the task in that request)."""
+        self._refs_by_request: dict[int, list[int]] = {}
+        """API request id -> the StoreCopy refs it sent, so that an enqueue that ends forgets
+        its own without a look at anyone else's."""
         self._next_ref = 1
 
     def acks_awaited(self) -> int:
         """Copies sent by enqueues still waiting whose acknowledgement has not come."""
         return len(self._refs)
+
+    def check_invariants(self, find: Callable[[int], PendingEnqueue | None]) -> None:
+        """Every acknowledgement awaited belongs to a task of an enqueue still waiting, and that
+        task still waits for a holder."""
+        for ref, (request_id, index) in self._refs.items():
+            pending = find(request_id)
+            assert pending is not None, (ref, request_id)
+            assert ref in self._refs_by_request[request_id], (ref, request_id)
+            placement_ = pending.placements[index]
+            assert isinstance(placement_, Placement) and placement_.waiting, (ref, request_id)
+        for request_id in self._refs_by_request:
+            assert find(request_id) is not None, request_id
 
     def enqueue(
         self, request_id: int, queue: str, request: HttpRequest, now_ms: int,
@@ -93,6 +108,7 @@ class Coordinator:
             else:
                 pending.placements.append(self._place(spec, request_id, index, now_ms, actions))
         if pending.settled():
+            self._forget_refs(request_id)
             self._reconcile(pending, now_ms, actions)
             return pending.response(core.config.limits.tasks_max)
         return pending
@@ -142,6 +158,7 @@ class Coordinator:
                 ref = self._next_ref
                 self._next_ref += 1
                 self._refs[ref] = (request_id, index)
+                self._refs_by_request.setdefault(request_id, []).append(ref)
                 core.tell(node, StoreCopy(ref=ref, copy=copy), actions)
         return result
 
@@ -180,12 +197,14 @@ class Coordinator:
                 # repair made while the copies travelled may not list them: the copies
                 # stored may be ones the task's holders never hear of.
                 self._unconfirm(placement_, now_ms, actions)
-        if not pending.settled():
-            # Out of time: forget the acknowledgements still awaited, or every lost one
-            # would keep its entry forever.
-            request_id = pending.request_id
-            self._refs = {r: w for r, w in self._refs.items() if w[0] != request_id}
+        # Out of time: forget the acknowledgements still awaited, or every lost one would keep
+        # its entry forever.
+        self._forget_refs(pending.request_id)
         return response
+
+    def _forget_refs(self, request_id: int) -> None:
+        for ref in self._refs_by_request.pop(request_id, ()):
+            self._refs.pop(ref, None)
 
     def _unconfirm(self, placement_: Placement, now_ms: int, actions: list[Action]) -> None:
         message = Unconfirmed(queue=placement_.queue, task_id=placement_.task_id)

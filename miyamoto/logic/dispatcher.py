@@ -24,6 +24,31 @@ class Dispatcher:
         self.syncs = syncs
         self.claims_renew_at_ms: int | None = None
 
+    def check_invariants(self) -> None:
+        """A copy is DELIVERING exactly when it is in flight; every slot in flight belongs to one
+        task (DELIVERING, or finished or purged meanwhile: its request is still open at the
+        destination) and is counted by its queue. Walks the slots only (at most
+        `deliveries_in_flight_max`)."""
+        tasks = self.core.tasks
+        in_flight = tasks.in_flight
+        assert len(in_flight) <= self.core.config.limits.deliveries_in_flight_max
+        assert len({id(t) for t in in_flight.values()}) == len(in_flight), "a task flies twice"
+        delivering = 0
+        by_queue: dict[str, int] = {}
+        for task in in_flight.values():
+            by_queue[task.queue] = by_queue.get(task.queue, 0) + 1
+            stored = tasks.get(task.queue, task.id) is task
+            if task.state is TaskState.DELIVERING:
+                assert stored, (task.queue, task.id)
+                delivering += 1
+            else:  # its answer is still to come: it finished elsewhere, or was purged
+                assert task.state.is_final or not stored, (task.queue, task.id, task.state)
+        assert delivering == tasks.count_in_state(TaskState.DELIVERING), (
+            delivering,
+            tasks.count_in_state(TaskState.DELIVERING),
+        )
+        assert by_queue == self.core.queues.in_flight_counts(), by_queue
+
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.claims_renew_at_ms is not None and self.claims_renew_at_ms <= now_ms:
             self._renew_claims(now_ms, actions)
@@ -46,12 +71,12 @@ class Dispatcher:
                 if not queue.admits(now_ms):
                     break
                 queue.ready.popleft()
-                if not self.syncs.must_hold(task, due=False):
+                if not self.syncs.must_wait_for_question(task, due=False):
                     slots -= self._start(task, queue, now_ms, actions)
             if not queue.ready:
                 queues.blocked.discard(name)
         while (due := core.tasks.timers.pop_due(now_ms)) is not None:
-            if self.syncs.must_hold(due, due=True):
+            if self.syncs.must_wait_for_question(due, due=True):
                 continue
             queue = queues.get(due.queue, now_ms)
             if slots <= 0 or queue.ready or not queue.admits(now_ms):

@@ -25,6 +25,8 @@ class LocalTasks:
         self._primary_counts: dict[str, dict[TaskState, int]] = {}
         """Tasks whose first live copy is the one held here, by queue and state: summed over the
         members, these count each task once."""
+        self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+        """Copies held here, by state (all queues)."""
 
     def __len__(self) -> int:
         return len(self.store)
@@ -94,7 +96,17 @@ class LocalTasks:
     def primary_counts(self, queue: str) -> dict[TaskState, int]:
         return dict(self._primary_counts.get(queue, {}))
 
+    def count_in_state(self, state: TaskState) -> int:
+        """Copies held here in `state`, over all queues (O(1))."""
+        return self._state_totals[state]
+
+    def check_invariants(self) -> None:
+        """The counts by state add up to the copies held (O(1): the per-queue counts change
+        with the totals, in `_count`)."""
+        assert sum(self._state_totals.values()) == len(self.store), self._state_totals
+
     def _count(self, task: Task, delta: int) -> None:
+        self._state_totals[task.state] += delta
         _add(self._counts, task, delta)
         if is_primary(task):
             _add(self._primary_counts, task, delta)

@@ -181,6 +181,15 @@ class Node:
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
+    def check_invariants(self) -> None:
+        """Raises AssertionError unless what must hold between events holds. The simulator and
+        the node tests call it after every event, so it walks only small tables (deliveries in
+        flight, copies that sync, acknowledgements awaited, queues), never every task."""
+        self.tasks.check_invariants()
+        self.dispatcher.check_invariants()
+        self.syncs.check_invariants()
+        self.coordinator.check_invariants(self.api.enqueue_waiting)
+
     # -- the seams the simulator's canaries bend ------------------------------------------------
 
     def _store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str, Holders]:
@@ -233,7 +242,7 @@ class Node:
             if isinstance(message, StoreCopy) and envelope.epoch < self.membership.epoch:
                 # Sent under an older member list (delayed, or from a node cut off or paused):
                 # the task may have been repaired, finished or cancelled since.
-                self.syncs.ask_before_firing(message.copy.queue, message.copy.id)
+                self.syncs.ask_when_due(message.copy.queue, message.copy.id)
 
     def _replica_message(
         self, sender: str, message: ReplicaMessage, now_ms: int, actions: list[Action]
@@ -260,7 +269,7 @@ class Node:
             case Finished():
                 store.finished_elsewhere(sender, message, now_ms, actions)
             case Unconfirmed(queue=queue, task_id=task_id):
-                self.syncs.ask_before_firing(queue, task_id)
+                self.syncs.ask_when_due(queue, task_id)
             case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
                 store.holders_changed(queue, task_id, holders)
             case CancelTask(ref=ref, queue=queue, task_id=task_id):

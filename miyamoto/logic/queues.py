@@ -149,6 +149,10 @@ class Queues:
         for queue in self._queues.values():
             queue.share(self._members, now_ms)
 
+    def in_flight_counts(self) -> dict[str, int]:
+        """Deliveries in flight by queue, as the queues count them (those with any)."""
+        return {name: q.in_flight for name, q in self._queues.items() if q.in_flight}
+
     def waiting(self) -> Iterator[Task]:
         """Every task waiting in a queue's line."""
         for name in sorted(self.blocked):

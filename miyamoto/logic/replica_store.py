@@ -71,7 +71,7 @@ class ReplicaStore:
             # Due before the enqueue that stored it may settle, and this may be a repeat of an
             # enqueue whose task lives (or was delivered, or cancelled) on the other holders:
             # they tell the coordinator, and it tells us, only after we would have fired.
-            self.syncs.ask_before_firing(task.queue, task.id)
+            self.syncs.ask_when_due(task.queue, task.id)
         return True, task.state.value, ()
 
     def claimed(self, claim: Claim, now_ms: int) -> None:

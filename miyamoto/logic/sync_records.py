@@ -5,11 +5,20 @@ A replicated copy asks when it comes due past the first in line, when its holder
 it, and when this node was out of standing (it may have been removed and the task repaired
 elsewhere); firing then could deliver the task twice. Questions are QueryTask messages with
 negative refs, so their answers cannot be mistaken for a client's `GET`.
+
+What this node remembers about one copy's sync is one `CopySync` record, kept only while
+there is something to remember (most copies have none). Its flags:
+
+    ask_when_due --(comes due)--> must_sync --(send question)--> question in flight
+         ^                           |   ^                            |
+         |                           |   +------(nobody answered)-----+
+         +---(wait, then ask again)--+--(answers decide)--> cleared_to_fire --(fires)--> none
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import assert_never
 
 from .actions import Action
@@ -23,6 +32,28 @@ from .ring import placement
 from .task import Task, TaskState
 
 
+@dataclass(slots=True, kw_only=True)
+class CopySync:
+    """What this node remembers about the sync of its copy of one task (or of the copy still to
+    arrive: a StoreCopy lost or late)."""
+
+    ask_when_due: bool = False
+    """A first copy (index 0) that must ask the members before it fires, as every later copy
+    does: the task's other holders may not know it (an enqueue that ended without every
+    holder's answer, a copy sent under an older member list)."""
+    must_sync: bool = False
+    """It may not fire before a question to the members settles."""
+    came_due: bool = False
+    """It came due while it had to sync: out of the timer heap until the question settles."""
+    question_ref: int | None = None
+    """The (negative) ref of its question in flight, if one is."""
+    cleared_to_fire: bool = False
+    """Its members answered that it may fire: it does when next due, without asking."""
+
+    def is_empty(self) -> bool:
+        return not (self.ask_when_due or self.must_sync or self.cleared_to_fire)
+
+
 class SyncRecords:
     def __init__(self, core: NodeCore, repair: Repair) -> None:
         self.core = core
@@ -30,29 +61,73 @@ class SyncRecords:
         self.out_of_standing = False
         """Set when this node found itself out of standing (cut off or paused past the member
         timeout): every replicated copy it holds is checked with the members once it is back."""
-        self._unsynced: set[tuple[str, str]] = set()
-        """Copies that may not fire before their sync settles."""
-        self._held: dict[tuple[str, str], Task] = {}
-        """Unsynced copies that came due: out of the timer heap until their sync settles."""
-        self._asking: set[tuple[str, str]] = set()
-        """Unsynced copies whose sync is in flight."""
-        self._ask_first: set[tuple[str, str]] = set()
-        """First copies (index 0) that must ask the members before they fire, as every later
-        copy does: the task's other holders may not know them (an enqueue that ended without
-        every holder's answer, a copy sent under an older member list)."""
-        self._asked: set[tuple[str, str]] = set()
-        """Copies whose members answered that they may fire: they do when next due."""
-        self._syncs: dict[int, Question] = {}
-        """Sync of a held copy with the other members, by (negative) QueryTask ref."""
-        self._next_sync_ref = -1
+        self._records: dict[tuple[str, str], CopySync] = {}
+        """The copies with something to remember, by (queue, task id)."""
+        self._must_sync_count = 0
+        self._ask_when_due_count = 0
+        self._questions: dict[int, Question] = {}
+        """Questions in flight, by (negative) QueryTask ref."""
+        self._next_question_ref = -1
+
+    # -- the record table: every change of a flag goes through here, to keep the counts ---------
+
+    def _record(self, key: tuple[str, str]) -> CopySync:
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = CopySync()
+        return record
+
+    def _tidy(self, key: tuple[str, str], record: CopySync) -> None:
+        if record.is_empty():
+            del self._records[key]
+
+    def _set_must_sync(self, key: tuple[str, str], record: CopySync) -> None:
+        if not record.must_sync:
+            record.must_sync = True
+            self._must_sync_count += 1
+
+    def _clear_must_sync(self, key: tuple[str, str], record: CopySync) -> None:
+        if record.must_sync:
+            record.must_sync = False
+            record.came_due = False
+            self._must_sync_count -= 1
+        self._tidy(key, record)
+
+    def _set_ask_when_due(self, key: tuple[str, str], value: bool) -> None:
+        record = self._records.get(key) if not value else self._record(key)
+        if record is None or record.ask_when_due == value:
+            return
+        record.ask_when_due = value
+        self._ask_when_due_count += 1 if value else -1
+        self._tidy(key, record)
+
+    def check_invariants(self) -> None:
+        """What must hold after every step (cheap: the table holds only copies that sync)."""
+        must_sync = ask_when_due = asking = 0
+        for key, record in self._records.items():
+            assert record.must_sync or record.ask_when_due or record.cleared_to_fire, key
+            if record.must_sync:
+                must_sync += 1
+                if record.question_ref is not None:
+                    asking += 1
+                    question = self._questions[record.question_ref].task
+                    assert (question.queue, question.id) == key, key
+            else:
+                assert not record.came_due and record.question_ref is None, key
+            ask_when_due += record.ask_when_due
+        assert must_sync == self._must_sync_count, (must_sync, self._must_sync_count)
+        assert ask_when_due == self._ask_when_due_count
+        assert asking == len(self._questions), (asking, len(self._questions))
+
+    # -- around every step -----------------------------------------------------------------------
 
     def deadlines_ms(self) -> list[int]:
-        return [sync.deadline_ms for sync in self._syncs.values()]
+        return [question.deadline_ms for question in self._questions.values()]
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
-        for ref, sync in list(self._syncs.items()):
-            if sync.deadline_ms <= now_ms:
-                self._settle_sync(ref, now_ms, actions)
+        for ref, question in list(self._questions.items()):
+            if question.deadline_ms <= now_ms:
+                self._settle(ref, now_ms, actions)
 
     def note_standing(self, was_member: bool) -> None:
         """After every step: a node back in standing checks every replicated copy it holds."""
@@ -60,22 +135,23 @@ class SyncRecords:
         if core.standing:
             if self.out_of_standing:
                 self.out_of_standing = False
-                self._unsynced.update(
-                    (t.queue, t.id)
-                    for tasks in core.tasks.store.by_queue()
-                    for t in tasks
-                    if t.state in WAITING and len(t.holders) > 1
-                )
+                for tasks in core.tasks.store.by_queue():
+                    for t in tasks:
+                        if t.state in WAITING and len(t.holders) > 1:
+                            key = (t.queue, t.id)
+                            self._set_must_sync(key, self._record(key))
         elif was_member:
             self.out_of_standing = True
 
     def ask_pending(self, now_ms: int, actions: list[Action]) -> None:
-        """After every step: ask about the copies that wait for a sync and are not asked yet."""
-        if len(self._asking) < len(self._unsynced) and self.core.standing:
-            self._sync_unsynced(now_ms, actions)
+        """After every step: ask about the copies that must sync and are not asked yet."""
+        if len(self._questions) < self._must_sync_count and self.core.standing:
+            self._send_questions(now_ms, actions)
 
-    def must_hold(self, task: Task, *, due: bool) -> bool:
-        """Whether a replicated copy must wait for a sync (its question to the members):
+    # -- when a copy may fire ----------------------------------------------------------------------
+
+    def must_wait_for_question(self, task: Task, *, due: bool) -> bool:
+        """Whether a replicated copy must wait for its question to the members to settle:
         - a copy that comes `due` and has never been attempted here, unless it is the first
           copy that the other holders know of: the task may have finished on a holder whose
           finished notice was lost, or live on holders that do not know this copy;
@@ -86,16 +162,26 @@ class SyncRecords:
         if len(task.holders) <= 1:
             return False
         key = (task.queue, task.id)
-        if due and task.state is TaskState.SCHEDULED and key not in self._unsynced:
-            if key in self._asked:
-                self._asked.discard(key)
-            elif task.copy_index > 0 or key in self._ask_first or not self._where_preferred(task):
-                self._ask_first.discard(key)
-                self._unsynced.add(key)
-        if self.core.standing and key not in self._unsynced:
+        record = self._records.get(key)
+        must_sync = record is not None and record.must_sync
+        if due and task.state is TaskState.SCHEDULED and not must_sync:
+            if record is not None and record.cleared_to_fire:
+                record.cleared_to_fire = False
+                self._tidy(key, record)
+            elif (
+                task.copy_index > 0
+                or (record is not None and record.ask_when_due)
+                or not self._where_preferred(task)
+            ):
+                self._set_ask_when_due(key, False)
+                record = self._record(key)
+                self._set_must_sync(key, record)
+                must_sync = True
+        if self.core.standing and not must_sync:
             return False
-        self._unsynced.add(key)
-        self._held[key] = task
+        record = self._record(key)
+        self._set_must_sync(key, record)
+        record.came_due = True
         return True
 
     def _where_preferred(self, task: Task) -> bool:
@@ -110,7 +196,7 @@ class SyncRecords:
         nodes = {node for node, _ in task.holders}
         return all(member in nodes for member in preferred)
 
-    def ask_before_firing(self, queue: str, task_id: str) -> None:
+    def ask_when_due(self, queue: str, task_id: str) -> None:
         """The first copy of the task here (or the one still to arrive) asks before it fires."""
         core = self.core
         task = core.tasks.get(queue, task_id)
@@ -119,83 +205,90 @@ class SyncRecords:
         # No copy here (yet): its StoreCopy was lost or is late. A late one, or the fresh copy
         # a retry of the enqueue stores here, must ask too: another holder may have the task,
         # or have delivered it already.
-        if len(self._ask_first) >= core.config.limits.tasks_max:
+        if self._ask_when_due_count >= core.config.limits.tasks_max:
             # Entries of tasks that finished before they came due; rare, so swept rarely.
-            self._ask_first = {
-                key for key in self._ask_first
-                if (t := core.tasks.get(*key)) is not None and t.state is TaskState.SCHEDULED
-            }  # fmt: skip
-        self._ask_first.add((queue, task_id))
+            for key, record in list(self._records.items()):
+                t = core.tasks.get(*key)
+                if record.ask_when_due and (t is None or t.state is not TaskState.SCHEDULED):
+                    self._set_ask_when_due(key, False)
+        self._set_ask_when_due((queue, task_id), True)
 
-    def _sync_unsynced(self, now_ms: int, actions: list[Action]) -> None:
-        """In standing: ask the members about each unsynced copy before it may fire. Members
-        the leader reports unreachable are not waited for (a dead holder is what a later copy
-        asks about most often)."""
+    # -- questions ---------------------------------------------------------------------------------
+
+    def _send_questions(self, now_ms: int, actions: list[Action]) -> None:
+        """In standing: ask the members about each copy that must sync before it may fire.
+        Members the leader reports unreachable are not waited for (a dead holder is what a
+        later copy asks about most often)."""
         core = self.core
         unreachable = core.membership.unreachable()
         others = [m for m in core.members if m != core.me and m not in unreachable]
-        for queue, task_id in sorted(self._unsynced - self._asking):
+        unasked = [k for k, r in self._records.items() if r.must_sync and r.question_ref is None]
+        for key in sorted(unasked):
+            queue, task_id = key
+            record = self._records[key]
             task = core.tasks.get(queue, task_id)
             if task is None or task.state not in WAITING:
-                self._unsynced.discard((queue, task_id))
-                self._held.pop((queue, task_id), None)
+                self._clear_must_sync(key, record)
                 continue
-            ref = self._next_sync_ref
-            self._next_sync_ref -= 1
-            self._syncs[ref] = Question(
+            ref = self._next_question_ref
+            self._next_question_ref -= 1
+            self._questions[ref] = Question(
                 task=task,
                 deadline_ms=now_ms + core.config.peer_answer_timeout_ms,
                 waiting=set(others),
             )
-            self._asking.add((queue, task_id))
+            record.question_ref = ref
             for member in others:
                 core.tell(member, QueryTask(ref=ref, queue=queue, task_id=task_id), actions)
             if not others:
-                self._settle_sync(ref, now_ms, actions)
+                self._settle(ref, now_ms, actions)
 
     def take_answer(
         self, sender: str, result: QueryResult, now_ms: int, actions: list[Action]
     ) -> None:
         """A member's answer to one of our questions."""
-        sync = self._syncs.get(result.ref)
-        if sync is None or sender not in sync.waiting:
+        question = self._questions.get(result.ref)
+        if question is None or sender not in question.waiting:
             return
         view = None if result.task_json is None else json.loads(result.task_json)
-        sync.take(sender, view, self.core.me)
-        if sync.decided():
-            self._settle_sync(result.ref, now_ms, actions)
+        question.take(sender, view, self.core.me)
+        if question.decided():
+            self._settle(result.ref, now_ms, actions)
 
-    def _settle_sync(self, ref: int, now_ms: int, actions: list[Action]) -> None:
+    def _settle(self, ref: int, now_ms: int, actions: list[Action]) -> None:
         core = self.core
-        sync = self._syncs.pop(ref)
-        task = sync.task
+        question = self._questions.pop(ref)
+        task = question.task
         key = (task.queue, task.id)
-        self._asking.discard(key)
-        if sync.must_ask_again():
-            return  # it stays unsynced and is asked again
-        self._unsynced.discard(key)
-        due = self._held.pop(key, None) is not None
+        record = self._records[key]
+        record.question_ref = None
+        if question.must_ask_again():
+            return  # it still must sync, and is asked again
+        due = record.came_due
+        self._clear_must_sync(key, record)
         if core.tasks.get(task.queue, task.id) is not task or task.state not in WAITING:
             return  # a finished notice or a cancel reached us meanwhile
-        preferred = not sync.foreign_holders or self._where_preferred(task)
-        verdict = sync.verdict(due=due, preferred=preferred)
+        preferred = not question.foreign_holders or self._where_preferred(task)
+        verdict = question.verdict(due=due, preferred=preferred)
         match verdict:
             case Verdict.FINISH:
-                core.tasks.finish(task, TaskState(sync.finals[0]), now_ms)
+                core.tasks.finish(task, TaskState(question.finals[0]), now_ms)
             case Verdict.WAIT_TAKEN:
                 turn_ms = task.copy_index * core.config.replica_delay_ms
-                self._ask_again(task, now_ms + core.config.claim_lease_ms + turn_ms)
+                self._wait_and_ask_again(task, now_ms + core.config.claim_lease_ms + turn_ms)
             case Verdict.WAIT_AHEAD:
-                self._ask_again(task, now_ms + sync.ahead * core.config.replica_delay_ms)
+                self._wait_and_ask_again(
+                    task, now_ms + question.ahead * core.config.replica_delay_ms
+                )
             case Verdict.JOIN_FOREIGN:
-                self._join(task, sync.foreign_holders, due, now_ms, actions)
+                self._join(task, question.foreign_holders, due, now_ms, actions)
             case Verdict.JOIN:
-                self._join(task, sync.their_holders, due, now_ms, actions)
+                self._join(task, question.their_holders, due, now_ms, actions)
             case Verdict.FIRE | Verdict.FIRE_AND_REPAIR:
-                self._asked.add(key)
+                self._record(key).cleared_to_fire = True
                 core.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
                 if verdict is Verdict.FIRE_AND_REPAIR:
-                    self.repair.remake_copies(task, sync.without_copy, now_ms, actions)
+                    self.repair.remake_copies(task, question.without_copy, now_ms, actions)
             case Verdict.KEEP:
                 pass
             case _:
@@ -215,6 +308,6 @@ class SyncRecords:
         if due:
             core.tasks.reschedule(task, max(task.due_ms, now_ms), task.state)
 
-    def _ask_again(self, task: Task, at_ms: int) -> None:
-        self._ask_first.add((task.queue, task.id))
+    def _wait_and_ask_again(self, task: Task, at_ms: int) -> None:
+        self._set_ask_when_due((task.queue, task.id), True)
         self.core.tasks.reschedule(task, max(task.due_ms, at_ms), task.state)
