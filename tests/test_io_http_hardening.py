@@ -26,7 +26,10 @@ async def test_content_length_with_transfer_encoding_is_400_and_the_connection_c
 
 async def test_transfer_encoding_alone_is_still_served() -> None:
     handler = EchoHandler()
-    chunked = b"POST /q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    chunked = (
+        b"POST /q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\n"
+    )
     async with running_server(handler) as port:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(chunked)
