@@ -77,7 +77,7 @@ class DeliverySigner:
 
     def sign(self, request: OutboundRequest) -> OutboundRequest:
         """`request` with the three Standard Webhooks headers added."""
-        task_id = next(value for name, value in request.headers if name == "X-Task-Id")
+        task_id = next(value for name, value in request.headers if name.lower() == "x-task-id")
         timestamp = str(int(self.clock_s()))
         signed = f"{task_id}.{timestamp}.".encode() + request.body
         signatures = " ".join(
