@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import ipaddress
 import logging
 import os
 import random
@@ -132,10 +133,10 @@ async def _run_daemon(config: NodeConfig, security: _Security) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            if security.api_tokens is None:
+            if security.api_tokens is None and not _is_loopback(host):
                 print(
-                    "miyamoto: no --api-tokens-file: the API is open to anyone who reaches "
-                    "this port",
+                    f"miyamoto: warning: no --api-tokens-file, and {host} is not a loopback "
+                    "address: anyone who reaches this port may enqueue, read, delete and purge",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -145,6 +146,13 @@ async def _run_daemon(config: NodeConfig, security: _Security) -> int:
                 nursery.cancel_scope.cancel()
                 break
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def node_config(options: DaemonOptions) -> NodeConfig:
