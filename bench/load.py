@@ -20,6 +20,7 @@ _WRK_SCRIPT = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "{content_type}"
 {close_header}
+{extra_headers}
 local file = assert(io.open("{body_path}", "rb"))
 wrk.body = file:read("*a")
 file:close()
@@ -64,6 +65,8 @@ class Load:
     content_type: str
     connections: int
     new_connection: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    """More request headers (an Authorization header, say)."""
 
 
 def wrk_available() -> bool:
@@ -157,6 +160,8 @@ def _drive_own(
         args += ["--workers", str(workers)]
     if load.new_connection:
         args.append("--new-connection")
+    for name_, value in load.headers:
+        args += ["--header", f"{name_}: {value}"]
     finished = launcher.run(
         name, python_module_command("bench.loadgen", args), timeout_s=duration_s + 60, cpu=cpu
     )
@@ -189,6 +194,7 @@ def _drive_wrk(
             content_type=load.content_type,
             body_path=str(body_path),
             close_header='wrk.headers["Connection"] = "close"' if load.new_connection else "",
+            extra_headers="\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in load.headers),
         )
     )
     # wrk takes whole seconds only.

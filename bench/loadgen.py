@@ -26,6 +26,7 @@ import selectors
 import socket
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 
@@ -59,7 +60,14 @@ class WorkerResult:
 
 
 def build_request(
-    *, host: str, port: int, path: str, body: bytes, content_type: str, close: bool = False
+    *,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    content_type: str,
+    close: bool = False,
+    headers: Sequence[str] = (),
 ) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\n"
@@ -67,6 +75,7 @@ def build_request(
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         "User-Agent: miyamoto-bench-loadgen\r\n"
+        + "".join(f"{header}\r\n" for header in headers)
         + ("Connection: close\r\n" if close else "")
         + "\r\n"
     )
@@ -355,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body-file", required=True, help="the request body, sent as is")
     parser.add_argument("--content-type", default="application/x-www-form-urlencoded")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--header", action="append", default=[], help="another request header, 'Name: value'"
+    )
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=10_000_000, help="stop after this many")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -367,7 +379,12 @@ def main(argv: list[str] | None = None) -> None:
     ports = [int(part) for part in args.port.split(",")]
     # The Host header names the first target; our servers do not route on it.
     request = build_request(
-        host="127.0.0.1", port=ports[0], path=args.path, body=body, content_type=args.content_type
+        host="127.0.0.1",
+        port=ports[0],
+        path=args.path,
+        body=body,
+        content_type=args.content_type,
+        headers=args.header,
     )
     result = run(
         targets=[("127.0.0.1", port) for port in ports],

@@ -15,7 +15,7 @@ from miyamoto.logic.events import (
     DeliveryResponded,
     TimerExpired,
 )
-from miyamoto.logic.http import HttpRequest, HttpResponse
+from miyamoto.logic.http import Headers, HttpRequest, HttpResponse
 from miyamoto.logic.node import Node, NodeConfig
 
 FORM = "application/x-www-form-urlencoded"
@@ -88,6 +88,15 @@ class NodeDriver:
             status=status,
             headers=tuple((k.replace("_", "-"), v) for k, v in h.items()),
             body_excerpt=body,
+        )
+        assert not self._run(self.node.handle(event, self.now_ms))
+
+    def respond_with_headers(
+        self, delivery: StartDelivery, status: int, headers: Headers, body: bytes
+    ) -> None:
+        """`respond` with the header list as given: any names, repeated, in any case."""
+        event = DeliveryResponded(
+            delivery_id=delivery.delivery_id, status=status, headers=headers, body_excerpt=body
         )
         assert not self._run(self.node.handle(event, self.now_ms))
 

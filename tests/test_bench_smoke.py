@@ -15,6 +15,7 @@ import pytest
 from bench.fast_receiver import parse_eta_s
 from bench.httpc import receiver_stats
 from bench.load import Load, drive, wrk_available
+from bench.loadgen import build_request
 from bench.procs import REPO_ROOT, Launcher, free_port, python_module_command
 from bench.table import Row, render_text
 
@@ -152,8 +153,9 @@ def test_python_m_bench_quick_completes_and_prints_a_table_with_ratios() -> None
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "9 scenario(s)" in done.stdout
+    assert "10 scenario(s)" in done.stdout
     assert "cluster 3 nodes R=2" in done.stdout
+    assert "node, tokens+signing on" in done.stdout
     lines = done.stdout.splitlines()
     header = next(line for line in lines if line.startswith("scenario"))
     assert "ratio" in header and "CPU ratio" in header and "load CPU" in header
@@ -161,3 +163,16 @@ def test_python_m_bench_quick_completes_and_prints_a_table_with_ratios() -> None
     assert "req/s" in bare and "1.00" in bare
     node = next(line for line in lines if "miyamoto node" in line)
     assert "tasks/s" in node or "skipped" in node
+
+
+def test_own_loadgen_sends_the_extra_headers_it_is_given() -> None:
+    request = build_request(
+        host="127.0.0.1",
+        port=80,
+        path="/bench",
+        body=b"x=1",
+        content_type="text/plain",
+        headers=["Authorization: Bearer t0k3n"],
+    )
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert b"\r\nAuthorization: Bearer t0k3n\r\n" in head + b"\r\n" and body == b"x=1"

@@ -14,6 +14,7 @@ from .delivery import delivery
 from .enqueue import enqueue_keepalive, enqueue_new_connection
 from .memory import memory
 from .rq_peer import rq_peer
+from .security import security
 from .sustained import sustained
 from .timer import timer_precision
 
@@ -63,6 +64,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="cluster",
         run=cluster,
         summary="3 nodes R=2 vs 1 node, enqueue and delivery (when the node has --seed)",
+    ),
+    Scenario(
+        name="security",
+        run=security,
+        summary="enqueue with deliveries, API tokens and signed deliveries on vs off",
     ),
     Scenario(
         name="rq",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import __version__
+from ..logic.destinations import IpNetwork, parse_networks
 
 DEFAULT_PORT = 8088
 REPLICAS_MAX = 16
@@ -51,6 +52,12 @@ class DaemonOptions:
     queues_file: str | None = None
     retention_s: float = 3600.0
     """How long succeeded and cancelled tasks stay visible and their ids deduplicate."""
+    api_tokens_file: str | None = None
+    """--api-tokens-file: without it the API is open."""
+    signing_key_file: str | None = None
+    """--signing-key-file: without it deliveries are not signed."""
+    deny_destinations: tuple[IpNetwork, ...] = ()
+    allow_destinations: tuple[IpNetwork, ...] = ()
 
     @property
     def node_id(self) -> str:
@@ -77,6 +84,10 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         replica_delay_s=args.replica_delay,
         queues_file=args.queues,
         retention_s=args.retention,
+        api_tokens_file=args.api_tokens_file,
+        signing_key_file=args.signing_key_file,
+        deny_destinations=args.deny_destinations,
+        allow_destinations=args.allow_destinations,
     )
 
 
@@ -128,8 +139,48 @@ def _parser() -> argparse.ArgumentParser:
         help="how long succeeded and cancelled tasks stay visible and their task ids "
         "deduplicate (default 3600; each remembered task costs a few hundred bytes)",
     )
+    _add_security_arguments(parser)
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     return parser
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of docs/security.md."""
+    parser.add_argument(
+        "--api-tokens-file",
+        metavar="FILE",
+        type=_readable_file,
+        help="lines `name token scopes` (scopes: enqueue,read,admin); requests then need "
+        "`Authorization: Bearer TOKEN` (default: the API is open)",
+    )
+    parser.add_argument(
+        "--signing-key-file",
+        metavar="FILE",
+        type=_readable_file,
+        help="whsec_ keys, one a line: every key signs every delivery (Standard Webhooks)",
+    )
+    parser.add_argument(
+        "--deny-destinations",
+        metavar="CIDR,...",
+        type=_networks,
+        default=(),
+        help="networks webhooks may not be delivered to, besides link-local, 0.0.0.0/8, "
+        "multicast and this node's own address",
+    )
+    parser.add_argument(
+        "--allow-destinations",
+        metavar="CIDR,...",
+        type=_networks,
+        default=(),
+        help="exceptions to less specific denied networks (the most specific network decides)",
+    )
+
+
+def _networks(text: str) -> tuple[IpNetwork, ...]:
+    try:
+        return parse_networks(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _host(text: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -198,12 +198,11 @@ class _ApiConnection:
                 return _Refusal(400, f"malformed HTTP request: {error}")
             if request is None:
                 return None
-            response, close = await self._answer(request)
+            head_only = request.method == "HEAD"
+            response, close = await self._answer(_as_get(request) if head_only else request)
             self._sending = True
             self._timeouts.deadline = trio.current_time() + settings.send_timeout_s
-            data = _encode_response(
-                self._h11, response, close=close, head_only=request.method == "HEAD"
-            )
+            data = _encode_response(self._h11, response, close=close, head_only=head_only)
             await self._stream.send_all(data)
             if close or self._h11.our_state is not h11.DONE:
                 return None  # e.g. the client sent Connection: close, or spoke HTTP/1.0
@@ -229,6 +228,7 @@ class _ApiConnection:
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if head_bytes > self._limits.request_headers_bytes_max:
             raise _Refusal(431, self._headers_too_large())
+        _refuse_ambiguous_framing(event.headers)
         if announced_too_large:
             raise _Refusal(413, too_large)  # before 100 Continue: the body never comes
         parts: list[bytes] = []
@@ -315,6 +315,23 @@ class _ApiConnection:
                     pass
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+def _refuse_ambiguous_framing(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Content-Length and Transfer-Encoding together: a proxy in front of us may have framed the
+    body by the other one, so where this request ends is ambiguous (request smuggling). RFC 9112
+    section 6.1 lets a server refuse it, and then it must close the connection: we do both."""
+    names = {name for name, _ in headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        raise _Refusal(400, "a request must not carry both Content-Length and Transfer-Encoding")
+
+
+def _as_get(request: HttpRequest) -> HttpRequest:
+    """HEAD is answered as GET is (RFC 9110 section 9.3.2): same status and headers, the body
+    left out when sending."""
+    return HttpRequest(
+        method="GET", target=request.target, headers=request.headers, body=request.body
+    )
 
 
 def _encode_response(

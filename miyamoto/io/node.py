@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import ipaddress
 import logging
 import os
 import random
@@ -20,13 +21,18 @@ from functools import partial
 import trio
 
 from .. import __version__
+from ..logic.api_tokens import ApiTokens, TokensFileError
+from ..logic.destinations import DestinationPolicy
 from ..logic.limits import Limits
 from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, parse_queues_toml
+from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
-from .http_server import ServerSettings, open_api_listeners, serve_api
+from .http_server import RequestHandler, ServerSettings, open_api_listeners, serve_api
 from .peer_links import PeerLinks, PeerLinkSettings
 from .runtime import NodeRuntime, wall_clock_ms
+from .signing import DeliverySigner, SigningKeyError, read_signing_keys
+from .ssrf_guard import SsrfGuard
 from .webhook_client import WebhookClient
 
 
@@ -45,11 +51,15 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    api_tokens: ApiTokens | None = None,
+    signing_keys: tuple[bytes, ...] = (),
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
 
     Port 0 serves on a free port, and the node's id then names the port actually bound.
+    With `api_tokens` API requests need a token (docs/security.md); with `signing_keys` every
+    delivery is signed.
     """
     address = split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
@@ -61,7 +71,9 @@ async def serve_node(
         )
     node = Node(config, rng or random.Random(), clock_ms())
     client = WebhookClient(
-        connections_per_destination_max=config.limits.connections_per_destination_max
+        connections_per_destination_max=config.limits.connections_per_destination_max,
+        guard=SsrfGuard(_with_own_addresses(config.destinations, listeners)),
+        sign=DeliverySigner(keys=signing_keys).sign if signing_keys else None,
     )
     # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
     peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
@@ -77,21 +89,40 @@ async def serve_node(
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
-            await nursery.start(
-                partial(serve_api, runtime.answer_api_request, listeners, settings=settings)
-            )
+            handler: RequestHandler = runtime.answer_api_request
+            if api_tokens is not None:
+                handler = requiring_tokens(handler, api_tokens)
+            await nursery.start(partial(serve_api, handler, listeners, settings=settings))
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
             await client.aclose()
 
 
-async def _run_daemon(config: NodeConfig) -> int:
+def _with_own_addresses(
+    policy: DestinationPolicy, listeners: list[trio.SocketListener]
+) -> DestinationPolicy:
+    """`policy`, also denying every address this node's API (and so its peer link) is bound to:
+    a task must not make the node call its own `/_peer` or admin operations."""
+    for listener in listeners:
+        host, port = listener.socket.getsockname()[:2]
+        policy = policy.with_own_address(host, port)
+    return policy
+
+
+async def _run_daemon(config: NodeConfig, security: _Security) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(partial(serve_node, config))
+                bound_port = await nursery.start(
+                    partial(
+                        serve_node,
+                        config,
+                        api_tokens=security.api_tokens,
+                        signing_keys=security.signing_keys,
+                    )
+                )
             except OSError as error:
                 print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
                 return 1
@@ -102,12 +133,26 @@ async def _run_daemon(config: NodeConfig) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            if security.api_tokens is None and not _is_loopback(host):
+                print(
+                    f"miyamoto: warning: no --api-tokens-file, and {host} is not a loopback "
+                    "address: anyone who reaches this port may enqueue, read, delete and purge",
+                    file=sys.stderr,
+                    flush=True,
+                )
             async for signum in signals:
                 name = signal.Signals(signum).name
                 print(f"miyamoto: {name}, shutting down", file=sys.stderr, flush=True)
                 nursery.cancel_scope.cancel()
                 break
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def node_config(options: DaemonOptions) -> NodeConfig:
@@ -129,7 +174,35 @@ def node_config(options: DaemonOptions) -> NodeConfig:
         replica_delay_ms=round(options.replica_delay_s * 1000),
         retention_ms=round(options.retention_s * 1000),
         queues=queues,
+        destinations=DestinationPolicy(
+            denied=options.deny_destinations, allowed=options.allow_destinations
+        ),
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Security:
+    """What the daemon read from --api-tokens-file and --signing-key-file."""
+
+    api_tokens: ApiTokens | None = None
+    signing_keys: tuple[bytes, ...] = ()
+
+
+def _security(options: DaemonOptions) -> _Security:
+    """Raises TokensFileError or SigningKeyError, with the file name first."""
+    api_tokens = None
+    if options.api_tokens_file is not None:
+        try:
+            api_tokens = read_api_tokens(options.api_tokens_file)
+        except TokensFileError as error:
+            raise TokensFileError(f"{options.api_tokens_file}: {error}") from None
+    signing_keys: tuple[bytes, ...] = ()
+    if options.signing_key_file is not None:
+        try:
+            signing_keys = read_signing_keys(options.signing_key_file)
+        except SigningKeyError as error:
+            raise SigningKeyError(f"{options.signing_key_file}: {error}") from None
+    return _Security(api_tokens=api_tokens, signing_keys=signing_keys)
 
 
 GC_THRESHOLDS = (50_000, 20, 10)
@@ -143,15 +216,23 @@ garbage without cycles is still freed at once by reference counting."""
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config = node_config(parse_args(argv))
-    except (QueueConfigError, OSError, UnicodeDecodeError) as error:
+        options = parse_args(argv)
+        config = node_config(options)
+        security = _security(options)
+    except (
+        QueueConfigError,
+        TokensFileError,
+        SigningKeyError,
+        OSError,
+        UnicodeDecodeError,
+    ) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config)
+    return trio.run(_run_daemon, config, security)
 
 
 if __name__ == "__main__":

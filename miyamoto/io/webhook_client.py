@@ -11,14 +11,20 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+from collections.abc import Callable
 
 import h11
 import trio
 
 from ..logic.actions import OutboundRequest, StartDelivery
+from ..logic.destinations import DestinationPolicy
 from ..logic.events import DeliveryError, DeliveryFailed, DeliveryResponded
 from ..logic.http import Headers
 from .connection_pool import ConnectionPool, Destination, Lease, PooledConnection
+from .ssrf_guard import DestinationDenied, SsrfGuard
+
+Sign = Callable[[OutboundRequest], OutboundRequest]
+"""Adds signature headers to a request just before it is sent (`signing.DeliverySigner.sign`)."""
 
 DeliveryOutcome = DeliveryResponded | DeliveryFailed
 
@@ -45,6 +51,8 @@ class WebhookClient:
         idle_connections_max: int = 1024,
         idle_s_max: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        guard: SsrfGuard | None = None,
+        sign: Sign | None = None,
     ) -> None:
         self._pool = ConnectionPool(
             connections_per_destination_max=connections_per_destination_max,
@@ -54,6 +62,9 @@ class WebhookClient:
         self._response_body_bytes_reuse_max = response_body_bytes_reuse_max
         """A response body longer than this is not read to its end: the connection is closed."""
         self._ssl_context = ssl_context or ssl.create_default_context()
+        self._guard = guard or SsrfGuard(DestinationPolicy())
+        """Every connection is opened through it: only to addresses the policy allows."""
+        self._sign = sign
 
     @property
     def pool(self) -> ConnectionPool:
@@ -85,6 +96,8 @@ class WebhookClient:
         self, request: OutboundRequest, excerpt_bytes_max: int
     ) -> tuple[int, Headers, bytes]:
         destination = (request.scheme, request.host, request.port)
+        if self._sign is not None:
+            request = self._sign(request)  # timestamped now: the send time, not the enqueue's
         async with self._pool.lease(destination) as lease:
             connection = lease.take_idle()
             if connection is not None:
@@ -106,10 +119,14 @@ class WebhookClient:
         scheme, host, port = destination
         try:
             if scheme == "http":
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                stream: trio.abc.Stream = await self._guard.open_stream(host, port)
             elif scheme == "https":
-                ssl_stream = await trio.open_ssl_over_tcp_stream(
-                    host, port, ssl_context=self._ssl_context, https_compatible=True
+                # What trio.open_ssl_over_tcp_stream does, over a connection the guard opened.
+                ssl_stream = trio.SSLStream(
+                    await self._guard.open_stream(host, port),
+                    self._ssl_context,
+                    server_hostname=host,
+                    https_compatible=True,
                 )
                 stream = ssl_stream
                 try:
@@ -120,6 +137,8 @@ class WebhookClient:
                     raise
             else:
                 raise _Failure(DeliveryError.PROTOCOL, f"unsupported scheme {scheme!r}")
+        except DestinationDenied as denied:
+            raise _Failure(DeliveryError.REFUSED, str(denied)) from None
         except OSError as error:
             raise _Failure(*classify_connect_error(error, host, port)) from None
         except trio.BrokenResourceError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import __version__
+from .destinations import DestinationPolicy
 from .limits import Limits
 from .membership import ClusterTiming
 from .queue_config import QueueConfig, QueuesConfig
@@ -43,6 +44,9 @@ class NodeConfig:
     """How often copies sent by a repair are sent again until acknowledged."""
     timing: ClusterTiming = field(default_factory=ClusterTiming)
     """Heartbeats, election and member timeouts."""
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
+    """Which addresses webhooks may be delivered to (`--deny-destinations` and
+    `--allow-destinations`); the shell adds the node's own address."""
 
     @property
     def queues_config(self) -> QueuesConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.utils import parsedate_to_datetime
 
 from .actions import OutboundRequest
@@ -57,20 +58,45 @@ def is_success(status: int) -> bool:
     return 200 <= status < 300
 
 
-def retry_after_ms(status: int, headers: Headers, now_ms: int) -> int | None:
-    """How long a 429 or 503 answer asks us to wait (Retry-After), in ms; None if it does not."""
+RETRY_AFTER_MS_MAX = 600_000
+"""The longest wait a Retry-After may impose: the default queue's `max_backoff` (10 min).
+
+`Node` reads the header before it looks up the task's queue, so the cap here cannot be that
+queue's own `max_backoff`; a receiver asking for more gets this, like any other retry wait."""
+
+_RETRY_AFTER_CHARS_MAX = 64
+"""Longer than any HTTP-date; a longer value is not one we read (or hand to a date parser)."""
+
+_DELAY_SECONDS = re.compile(r"[0-9]+", re.ASCII)
+"""RFC 9110 delay-seconds: ASCII digits only (`str.isdigit` also takes `²` and `٣`)."""
+
+
+def retry_after_ms(
+    status: int, headers: Headers, now_ms: int, *, cap_ms: int = RETRY_AFTER_MS_MAX
+) -> int | None:
+    """How long a 429 or 503 answer asks us to wait (Retry-After), in ms, at most `cap_ms`;
+    None if it does not ask, or asks in a form we do not read.
+
+    The value comes from any webhook, so nothing in it may raise: it is parsed strictly (ASCII
+    delay-seconds or an HTTP-date) and never handed to `int` unbounded (`int` refuses more than
+    4,300 digits)."""
     if status not in (429, 503):
         return None
     value = next((v for k, v in headers if k.lower() == "retry-after"), None)
     if value is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value) * 1000
+    value = value.strip(" \t")
+    if _DELAY_SECONDS.fullmatch(value):
+        if len(value) > 12:  # more seconds than 30,000 years: past any cap, and never int()ed
+            return cap_ms
+        return min(int(value) * 1000, cap_ms)
+    if len(value) > _RETRY_AFTER_CHARS_MAX or not value.isascii():
+        return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        at_ms = int(when.timestamp() * 1000)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0, int(when.timestamp() * 1000) - now_ms)
+    return min(max(0, at_ms - now_ms), cap_ms)
