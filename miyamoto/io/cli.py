@@ -51,6 +51,8 @@ class DaemonOptions:
     queues_file: str | None = None
     retention_s: float = 3600.0
     """How long succeeded and cancelled tasks stay visible and their ids deduplicate."""
+    cluster_key_file: str | None = None
+    """--cluster-key-file: the keys peers sign and check `/_peer` batches with."""
 
     @property
     def node_id(self) -> str:
@@ -77,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         replica_delay_s=args.replica_delay,
         queues_file=args.queues,
         retention_s=args.retention,
+        cluster_key_file=args.cluster_key_file,
     )
 
 
@@ -127,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="how long succeeded and cancelled tasks stay visible and their task ids "
         "deduplicate (default 3600; each remembered task costs a few hundred bytes)",
+    )
+    parser.add_argument(
+        "--cluster-key-file",
+        metavar="FILE",
+        type=_readable_file,
+        help="peers sign and check every /_peer batch with this key (one key a line: the first "
+        "signs, all verify, for rotation); or set MIYAMOTO_CLUSTER_KEY. Without a key any "
+        "host that reaches the port can act as a peer",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import ipaddress
 import logging
 import os
 import random
@@ -24,10 +25,15 @@ from ..logic.limits import Limits
 from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, parse_queues_toml
 from .cli import Address, DaemonOptions, parse_args
-from .http_server import ServerSettings, open_api_listeners, serve_api
+from .http_server import PeerHandler, ServerSettings, open_api_listeners, serve_api
+from .peer_auth import ClusterKeyError, ClusterKeys, PeerSigner, PeerVerifier, load_keys, new_boot
+from .peer_endpoint import PeerEndpoint, is_peer_request
 from .peer_links import PeerLinks, PeerLinkSettings
-from .runtime import NodeRuntime, wall_clock_ms
+from .runtime import NodeCrashed, NodeRuntime, wall_clock_ms
 from .webhook_client import WebhookClient
+
+EXIT_NODE_CRASHED = 70
+"""The exit status when `Node.handle` raised (a bug; EX_SOFTWARE): the log has the traceback."""
 
 
 def split_node_id(node_id: str) -> Address:
@@ -45,11 +51,16 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    cluster_keys: ClusterKeys | None = None,
+    on_peer_endpoint: Callable[[PeerEndpoint], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
 
-    Port 0 serves on a free port, and the node's id then names the port actually bound.
+    Port 0 serves on a free port, and the node's id then names the port actually bound. With
+    `cluster_keys`, peer batches are signed and checked (peer_auth.py). `on_peer_endpoint` is
+    given the `/_peer` endpoint, whose counters `GET /_cluster` is to show. Raises NodeCrashed
+    (in an exception group) when the node raised.
     """
     address = split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
@@ -63,8 +74,16 @@ async def serve_node(
     client = WebhookClient(
         connections_per_destination_max=config.limits.connections_per_destination_max
     )
+    signer = verifier = None
+    if cluster_keys is not None:
+        signer = PeerSigner(
+            cluster_keys, self_id=config.node_id, boot=new_boot(), clock_ms=clock_ms
+        )
+        verifier = PeerVerifier(cluster_keys, self_id=config.node_id, clock_ms=clock_ms)
     # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
-    peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
+    peer_links = PeerLinks(
+        rng=random.Random(os.urandom(16)), settings=peer_link_settings, signer=signer
+    )
     runtime = NodeRuntime(
         node,
         deliver=client.deliver,
@@ -73,12 +92,22 @@ async def serve_node(
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
     )
     settings = server_settings or ServerSettings(limits=config.limits)
+    peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
+    if on_peer_endpoint is not None:
+        on_peer_endpoint(peer_endpoint)
+    peer_handler = PeerHandler(claims=is_peer_request, answer=peer_endpoint.answer)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
             await nursery.start(
-                partial(serve_api, runtime.answer_api_request, listeners, settings=settings)
+                partial(
+                    serve_api,
+                    runtime.answer_api_request,
+                    listeners,
+                    settings=settings,
+                    peer_handler=peer_handler,
+                )
             )
             task_status.started(bound_port)
     finally:
@@ -86,12 +115,24 @@ async def serve_node(
             await client.aclose()
 
 
-async def _run_daemon(config: NodeConfig) -> int:
+async def _run_daemon(config: NodeConfig, cluster_keys: ClusterKeys | None = None) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
+    crashes: list[BaseException] = []
+    try:
+        return await _serve_until_signal(config, cluster_keys)
+    except* NodeCrashed as crashed:
+        crashes.extend(crashed.exceptions)
+    print(f"miyamoto: stopped: {crashes[0]} (a bug; see the log)", file=sys.stderr, flush=True)
+    return EXIT_NODE_CRASHED
+
+
+async def _serve_until_signal(config: NodeConfig, cluster_keys: ClusterKeys | None) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(partial(serve_node, config))
+                bound_port = await nursery.start(
+                    partial(serve_node, config, cluster_keys=cluster_keys)
+                )
             except OSError as error:
                 print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
                 return 1
@@ -141,17 +182,37 @@ quarter of the CPU of a batch enqueue. Rarer young collections also mean far few
 garbage without cycles is still freed at once by reference counting."""
 
 
+def unauthenticated_warning(interface: str) -> str | None:
+    """What to print at start when a node without a cluster key serves on `interface`: None on
+    loopback, where only this machine can reach it."""
+    try:
+        loopback = ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        loopback = interface == "localhost"
+    if loopback:
+        return None
+    return (
+        f"miyamoto: WARNING: no cluster key, and {interface} is not a loopback address: anyone "
+        "who can reach this port can act as a peer (forge task results, join or disrupt the "
+        "cluster). Give every node the same --cluster-key-file (or MIYAMOTO_CLUSTER_KEY)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config = node_config(parse_args(argv))
-    except (QueueConfigError, OSError, UnicodeDecodeError) as error:
+        options = parse_args(argv)
+        config = node_config(options)
+        cluster_keys = load_keys(options.cluster_key_file, os.environ)
+    except (QueueConfigError, ClusterKeyError, OSError, UnicodeDecodeError) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
+    if cluster_keys is None and (warning := unauthenticated_warning(options.interface)):
+        print(warning, file=sys.stderr, flush=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config)
+    return trio.run(_run_daemon, config, cluster_keys)
 
 
 if __name__ == "__main__":
