@@ -130,10 +130,10 @@ class NodeRuntime:
 
     def feed(self, event: Event) -> None:
         """Hand `event` to the node now and carry out every action it returns."""
-        nursery = self._nursery
-        assert nursery is not None, "feed() before run() started"
         if self._crash is not None:
             raise self._crash
+        nursery = self._nursery
+        assert nursery is not None, "feed() before run() started"
         try:
             actions = self._node.handle(event, self._clock_ms())
         except Exception as bug:
