@@ -32,7 +32,8 @@ node_ids = st.sampled_from(NODE_IDS)
 counts = st.integers(0, 1000)
 times_ms = st.integers(T0_MS - 10_000_000, T0_MS + 10_000_000)
 durations_ms = st.integers(0, 600_000)
-u64 = st.integers(0, codec.INT_MAX)
+u64 = st.integers(0, codec.INT_MAX) | st.sampled_from([2**53, 2**63, 2**64 - 2, 2**64 - 1])
+"""Any 64-bit value, and the ones at the edges often."""
 
 
 @st.composite
@@ -98,16 +99,29 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
 """Fields the rules constrain, by name, as valid values."""
 
 
-def strategy_for(annotation: Any, owner: type | None = None, name: str = "") -> Any:
+def strategy_for(
+    annotation: Any, owner: type | None = None, name: str = "", *, loose: bool = False
+) -> Any:
+    """Values the rules accept; with `loose`, constrained fields are sometimes anything of
+    their type (the rules must refuse what is wrong: a state "done!", a URL "javascript:")."""
+    valid = _valid_for(annotation, owner, name, loose)
+    if loose and owner is not None and name and (name == "state" or name in _BY_NAME):
+        return st.one_of(valid, valid, valid, _generic(annotation, loose))
+    return valid
+
+
+def _valid_for(annotation: Any, owner: type | None, name: str, loose: bool) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated:
         base, *metadata = get_args(annotation)
         if any(isinstance(m, NodeIdFormat) for m in metadata):
             return node_ids
-        return strategy_for(base)
+        return strategy_for(base, loose=loose)
     if name == "state":
-        states = sorted(FINAL_STATES) if owner is not None and owner.__name__ == "Finished" else (
-            sorted(STATES)
+        states = (
+            sorted(FINAL_STATES)
+            if owner is not None and owner.__name__ == "Finished"
+            else (sorted(STATES))
         )
         chosen = st.sampled_from(states)
         optional = get_origin(annotation) in (typing.Union, types.UnionType)
@@ -116,6 +130,13 @@ def strategy_for(annotation: Any, owner: type | None = None, name: str = "") -> 
         return holders()
     if name in _BY_NAME:
         return _BY_NAME[name]
+    return _generic(annotation, loose)
+
+
+def _generic(annotation: Any, loose: bool) -> Any:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _valid_for(annotation, None, "", loose)
     if annotation is bool:
         return st.booleans()
     if annotation is int:
@@ -129,32 +150,41 @@ def strategy_for(annotation: Any, owner: type | None = None, name: str = "") -> 
         return st.sampled_from(list(annotation))
     if origin is typing.Union or origin is types.UnionType:
         (present,) = [a for a in get_args(annotation) if a is not type(None)]
-        return st.none() | strategy_for(present)
+        return st.none() | strategy_for(present, loose=loose)
     if origin is tuple:
         args = get_args(annotation)
         if len(args) == 2 and args[1] is Ellipsis:
-            return st.lists(strategy_for(args[0]), max_size=3).map(tuple)
-        return st.tuples(*[strategy_for(a) for a in args])
+            return st.lists(strategy_for(args[0], loose=loose), max_size=3).map(tuple)
+        return st.tuples(*[strategy_for(a, loose=loose) for a in args])
     assert isinstance(annotation, type) and dataclasses.is_dataclass(annotation), annotation
     hints = get_type_hints(annotation, include_extras=True)
     fields = {
-        f.name: strategy_for(hints[f.name], annotation, f.name)
+        f.name: strategy_for(hints[f.name], annotation, f.name, loose=loose)
         for f in dataclasses.fields(annotation)
     }
     return st.builds(annotation, **fields)
 
 
-valid_messages = st.sampled_from(sorted(WIRE_NAMES, key=WIRE_NAMES.__getitem__)).flatmap(
-    strategy_for
-)
+_TYPES = sorted(WIRE_NAMES, key=WIRE_NAMES.__getitem__)
+valid_messages = st.sampled_from(_TYPES).flatmap(strategy_for)
 """Any message type, with values the rules accept (membership messages: any values)."""
+loose_messages = st.sampled_from(_TYPES).flatmap(lambda t: strategy_for(t, loose=True))
+"""Any message type; now and then a field the rules constrain holds anything of its type."""
 
-hostile_envelopes = st.builds(
-    Envelope,
-    sender=node_ids,
-    incarnation=st.integers(0, 3) | u64,
-    cluster_id=st.integers(0, 3) | u64,
-    term=st.integers(0, 50) | u64,
-    epoch=st.integers(0, 50) | u64,
-    message=valid_messages,
-)
+
+def envelopes_of(messages: st.SearchStrategy[Any]) -> st.SearchStrategy[Envelope]:
+    return st.builds(
+        Envelope,
+        sender=node_ids,
+        incarnation=st.integers(0, 3) | u64,
+        cluster_id=st.integers(0, 3) | u64,
+        term=st.integers(0, 50) | u64,
+        epoch=st.integers(0, 50) | u64,
+        message=messages,
+    )
+
+
+valid_envelopes = envelopes_of(valid_messages)
+"""Envelopes the codec accepts, with any stamp (terms up to 2**64-1 included)."""
+hostile_envelopes = envelopes_of(loose_messages)
+"""Envelopes some of which the codec must refuse; the rest are valid but hostile."""

@@ -30,7 +30,7 @@ from miyamoto.logic.messages import (
 )
 from miyamoto.logic.peer_rules import problem
 
-from .peer_strategies import hostile_envelopes
+from .peer_strategies import valid_envelopes
 
 # -- strategies built from the same type hints the codec is built from ----------------------------
 
@@ -142,7 +142,7 @@ def test_every_message_type_round_trips_or_is_refused_by_the_rules(envelope: Env
 
 
 @settings(max_examples=400)
-@given(hostile_envelopes)
+@given(valid_envelopes)
 def test_every_message_the_rules_accept_round_trips(envelope: Envelope) -> None:
     assert problem(envelope.message, Limits()) is None
     data = codec.encode(envelope)
