@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import types
 import typing
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from miyamoto.logic import codec
 from miyamoto.logic.codec import PEER_MESSAGE_BYTES_MAX, WIRE_NAMES, PeerProtocolError
+from miyamoto.logic.limits import Limits
 from miyamoto.logic.messages import (
     Envelope,
     Heartbeat,
@@ -26,6 +28,9 @@ from miyamoto.logic.messages import (
     VoteResponse,
     is_node_id,
 )
+from miyamoto.logic.peer_rules import problem
+
+from .peer_strategies import valid_envelopes
 
 # -- strategies built from the same type hints the codec is built from ----------------------------
 
@@ -123,7 +128,23 @@ def test_every_peer_message_type_has_a_wire_name() -> None:
 
 @settings(max_examples=400)
 @given(envelopes)
-def test_every_message_type_round_trips(envelope: Envelope) -> None:
+def test_every_message_type_round_trips_or_is_refused_by_the_rules(envelope: Envelope) -> None:
+    data = codec.encode(envelope)
+    wrong = problem(envelope.message, Limits())
+    if wrong is not None:  # random text is rarely a queue name, a URL or a state
+        with pytest.raises(PeerProtocolError, match=re.escape(wrong[:50])):
+            codec.decode(data)
+        return
+    assert codec.decode(data) == envelope
+    assert codec.encode(codec.decode(data)) == data  # one encoding per value
+    assert data.isascii()
+    assert b"\n" not in data  # the transport separates messages with newlines
+
+
+@settings(max_examples=400)
+@given(valid_envelopes)
+def test_every_message_the_rules_accept_round_trips(envelope: Envelope) -> None:
+    assert problem(envelope.message, Limits()) is None
     data = codec.encode(envelope)
     assert codec.decode(data) == envelope
     assert codec.encode(codec.decode(data)) == data  # one encoding per value

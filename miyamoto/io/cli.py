@@ -58,6 +58,8 @@ class DaemonOptions:
     """--signing-key-file: without it deliveries are not signed."""
     deny_destinations: tuple[IpNetwork, ...] = ()
     allow_destinations: tuple[IpNetwork, ...] = ()
+    cluster_key_file: str | None = None
+    """--cluster-key-file: the keys peers sign and check `/_peer` batches with."""
 
     @property
     def node_id(self) -> str:
@@ -88,6 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         signing_key_file=args.signing_key_file,
         deny_destinations=args.deny_destinations,
         allow_destinations=args.allow_destinations,
+        cluster_key_file=args.cluster_key_file,
     )
 
 
@@ -140,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
         "deduplicate (default 3600; each remembered task costs a few hundred bytes)",
     )
     _add_security_arguments(parser)
+    parser.add_argument(
+        "--cluster-key-file",
+        metavar="FILE",
+        type=_readable_file,
+        help="peers sign and check every /_peer batch with this key (one key a line: the first "
+        "signs, all verify, for rotation); or set MIYAMOTO_CLUSTER_KEY. Without a key any "
+        "host that reaches the port can act as a peer",
+    )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     return parser
 

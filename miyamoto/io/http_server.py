@@ -54,6 +54,10 @@ class ServerSettings:
     client sees our answer instead of a reset."""
     connections_max: int = 10_000
     """Connections served at once; more are answered 503 and closed."""
+    peer_connections_max: int = 256
+    """Connections reserved for peers (`POST /_peer`) beyond `connections_max`, so a flood of
+    API connections cannot starve heartbeats. A connection is the API's until its first request
+    says otherwise: one admitted past `connections_max` must be a peer's, or it gets 503."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,6 +70,7 @@ class ServerSettings:
             value = getattr(self, name)
             assert math.isfinite(value) and value > 0, (name, value)
         assert self.connections_max >= 1, self.connections_max
+        assert self.peer_connections_max >= 0, self.peer_connections_max
 
 
 async def open_api_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
@@ -80,10 +85,14 @@ async def serve_api(
     listeners: list[trio.SocketListener],
     *,
     settings: ServerSettings | None = None,
+    peer_handler: PeerHandler | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve `handler` on `listeners` forever; `task_status.started()` once accepting."""
-    server = ApiServer(handler, settings or ServerSettings())
+    """Serve `handler` on `listeners` forever; `task_status.started()` once accepting.
+
+    With a `peer_handler`, it answers the requests it claims (`POST /_peer`) instead of `handler`,
+    and their connections count against `settings.peer_connections_max`."""
+    server = ApiServer(handler, settings or ServerSettings(), peer_handler=peer_handler)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
         task_status.started()
@@ -93,20 +102,30 @@ async def serve_api(
 class ApiServer:
     """Serves connections; one per `serve_connection` call, each in its own task."""
 
-    def __init__(self, handler: RequestHandler, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        handler: RequestHandler,
+        settings: ServerSettings,
+        *,
+        peer_handler: PeerHandler | None = None,
+    ) -> None:
         self._handler = handler
         self._settings = settings
+        self.peers = _PeerBudget(peer_handler, settings) if peer_handler is not None else None
         self.connections = 0
         """Connections being served right now."""
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection until it closes. Never raises (except Cancelled)."""
-        if self.connections >= self._settings.connections_max:
-            await _refuse_busy(stream, self._settings.connections_max)
+        settings = self._settings
+        reserve = 0 if self.peers is None else settings.peer_connections_max
+        if self.connections >= settings.connections_max + reserve:
+            await _refuse_busy(stream, settings.connections_max)
             return
         self.connections += 1
+        routed = None if self.peers is None else self.peers.route(self._handler)
         try:
-            await _ApiConnection(stream, self._handler, self._settings).serve()
+            await _ApiConnection(stream, routed or self._handler, settings).serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; nothing to answer
         except Exception:
@@ -114,6 +133,80 @@ class ApiServer:
             log.exception("error serving an API connection; closing it")
         finally:
             self.connections -= 1
+            if self.peers is not None and routed is not None:
+                self.peers.closed(routed)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerHandler:
+    """The shell's own answer to peer requests (`peer_endpoint.PeerEndpoint`)."""
+
+    claims: Callable[[HttpRequest], bool]
+    """Whether a request is a peer's (`POST /_peer`)."""
+    answer: Callable[[HttpRequest], HttpResponse]
+
+
+class _PeerBudget:
+    """Routes peer requests to the peer handler and counts API and peer connections apart.
+
+    A connection is counted as the API's until its first request; if that is a peer's, the
+    connection is the peers' for good. An API request on a connection admitted past the API's
+    budget (into the peers' reserve) gets 503, so API connections never use the reserve."""
+
+    def __init__(self, peer_handler: PeerHandler, settings: ServerSettings) -> None:
+        self._peer = peer_handler
+        self._settings = settings
+        self.api_connections = 0
+        self.peer_connections = 0
+
+    def route(self, api_handler: RequestHandler) -> _RoutedConnection:
+        """The handler of one new connection."""
+        self.api_connections += 1
+        over_budget = self.api_connections > self._settings.connections_max
+        return _RoutedConnection(self, api_handler, over_budget=over_budget)
+
+    def closed(self, connection: _RoutedConnection) -> None:
+        if connection.is_peer:
+            self.peer_connections -= 1
+        else:
+            self.api_connections -= 1
+
+    def answer(
+        self, connection: _RoutedConnection, request: HttpRequest
+    ) -> HttpResponse | Awaitable[HttpResponse]:
+        is_peer = self._peer.claims(request)
+        if connection.is_peer is None:
+            connection.is_peer = is_peer
+            if is_peer:
+                self.api_connections -= 1
+                self.peer_connections += 1
+        if is_peer:
+            return self._peer.answer(request)
+        if connection.over_budget and not connection.is_peer:
+            limit = self._settings.connections_max
+            return error_response(
+                503, f"this node serves {limit} API connections at once, its limit; retry later"
+            )
+        return connection.api_handler(request)
+
+
+class _RoutedConnection:
+    """One connection's `RequestHandler` when the server has a peer handler."""
+
+    __slots__ = ("api_handler", "budget", "is_peer", "over_budget")
+
+    def __init__(
+        self, budget: _PeerBudget, api_handler: RequestHandler, *, over_budget: bool
+    ) -> None:
+        self.budget = budget
+        self.api_handler = api_handler
+        self.over_budget = over_budget
+        """Admitted into the peers' reserve: only peer requests are answered."""
+        self.is_peer: bool | None = None
+        """What the first request said; None before it."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        return self.budget.answer(self, request)
 
 
 async def _refuse_busy(stream: trio.SocketStream, connections_max: int) -> None:

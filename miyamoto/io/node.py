@@ -28,12 +28,23 @@ from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, parse_queues_toml
 from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
-from .http_server import RequestHandler, ServerSettings, open_api_listeners, serve_api
+from .http_server import (
+    PeerHandler,
+    RequestHandler,
+    ServerSettings,
+    open_api_listeners,
+    serve_api,
+)
+from .peer_auth import ClusterKeyError, ClusterKeys, PeerSigner, PeerVerifier, load_keys, new_boot
+from .peer_endpoint import PeerEndpoint, is_peer_request
 from .peer_links import PeerLinks, PeerLinkSettings
-from .runtime import NodeRuntime, wall_clock_ms
+from .runtime import NodeCrashed, NodeRuntime, wall_clock_ms
 from .signing import DeliverySigner, SigningKeyError, read_signing_keys
 from .ssrf_guard import SsrfGuard
 from .webhook_client import WebhookClient
+
+EXIT_NODE_CRASHED = 70
+"""The exit status when `Node.handle` raised (a bug; EX_SOFTWARE): the log has the traceback."""
 
 
 def split_node_id(node_id: str) -> Address:
@@ -53,13 +64,17 @@ async def serve_node(
     peer_link_settings: PeerLinkSettings | None = None,
     api_tokens: ApiTokens | None = None,
     signing_keys: tuple[bytes, ...] = (),
+    cluster_keys: ClusterKeys | None = None,
+    on_peer_endpoint: Callable[[PeerEndpoint], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
 
     Port 0 serves on a free port, and the node's id then names the port actually bound.
     With `api_tokens` API requests need a token (docs/security.md); with `signing_keys` every
-    delivery is signed.
+    delivery is signed. With `cluster_keys`, peer batches are signed and checked (peer_auth.py).
+    `on_peer_endpoint` is given the `/_peer` endpoint, whose counters `GET /_cluster` is to show.
+    Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
@@ -75,8 +90,16 @@ async def serve_node(
         guard=SsrfGuard(_with_own_addresses(config.destinations, listeners)),
         sign=DeliverySigner(keys=signing_keys).sign if signing_keys else None,
     )
+    signer = verifier = None
+    if cluster_keys is not None:
+        signer = PeerSigner(
+            cluster_keys, self_id=config.node_id, boot=new_boot(), clock_ms=clock_ms
+        )
+        verifier = PeerVerifier(cluster_keys, self_id=config.node_id, clock_ms=clock_ms)
     # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
-    peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
+    peer_links = PeerLinks(
+        rng=random.Random(os.urandom(16)), settings=peer_link_settings, signer=signer
+    )
     runtime = NodeRuntime(
         node,
         deliver=client.deliver,
@@ -85,6 +108,10 @@ async def serve_node(
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
     )
     settings = server_settings or ServerSettings(limits=config.limits)
+    peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
+    if on_peer_endpoint is not None:
+        on_peer_endpoint(peer_endpoint)
+    peer_handler = PeerHandler(claims=is_peer_request, answer=peer_endpoint.answer)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
@@ -92,7 +119,11 @@ async def serve_node(
             handler: RequestHandler = runtime.answer_api_request
             if api_tokens is not None:
                 handler = requiring_tokens(handler, api_tokens)
-            await nursery.start(partial(serve_api, handler, listeners, settings=settings))
+            await nursery.start(
+                partial(
+                    serve_api, handler, listeners, settings=settings, peer_handler=peer_handler
+                )
+            )
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
@@ -112,6 +143,16 @@ def _with_own_addresses(
 
 async def _run_daemon(config: NodeConfig, security: _Security) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
+    crashes: list[BaseException] = []
+    try:
+        return await _serve_until_signal(config, security)
+    except* NodeCrashed as crashed:
+        crashes.extend(crashed.exceptions)
+    print(f"miyamoto: stopped: {crashes[0]} (a bug; see the log)", file=sys.stderr, flush=True)
+    return EXIT_NODE_CRASHED
+
+
+async def _serve_until_signal(config: NodeConfig, security: _Security) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
@@ -121,6 +162,7 @@ async def _run_daemon(config: NodeConfig, security: _Security) -> int:
                         config,
                         api_tokens=security.api_tokens,
                         signing_keys=security.signing_keys,
+                        cluster_keys=security.cluster_keys,
                     )
                 )
             except OSError as error:
@@ -182,10 +224,11 @@ def node_config(options: DaemonOptions) -> NodeConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class _Security:
-    """What the daemon read from --api-tokens-file and --signing-key-file."""
+    """What the daemon read from --api-tokens-file, --signing-key-file and the cluster key."""
 
     api_tokens: ApiTokens | None = None
     signing_keys: tuple[bytes, ...] = ()
+    cluster_keys: ClusterKeys | None = None
 
 
 def _security(options: DaemonOptions) -> _Security:
@@ -202,7 +245,8 @@ def _security(options: DaemonOptions) -> _Security:
             signing_keys = read_signing_keys(options.signing_key_file)
         except SigningKeyError as error:
             raise SigningKeyError(f"{options.signing_key_file}: {error}") from None
-    return _Security(api_tokens=api_tokens, signing_keys=signing_keys)
+    cluster_keys = load_keys(options.cluster_key_file, os.environ)
+    return _Security(api_tokens=api_tokens, signing_keys=signing_keys, cluster_keys=cluster_keys)
 
 
 GC_THRESHOLDS = (50_000, 20, 10)
@@ -214,6 +258,18 @@ quarter of the CPU of a batch enqueue. Rarer young collections also mean far few
 garbage without cycles is still freed at once by reference counting."""
 
 
+def unauthenticated_warning(interface: str) -> str | None:
+    """What to print at start when a node without a cluster key serves on `interface`: None on
+    loopback, where only this machine can reach it."""
+    if _is_loopback(interface):
+        return None
+    return (
+        f"miyamoto: WARNING: no cluster key, and {interface} is not a loopback address: anyone "
+        "who can reach this port can act as a peer (forge task results, join or disrupt the "
+        "cluster). Give every node the same --cluster-key-file (or MIYAMOTO_CLUSTER_KEY)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_args(argv)
@@ -223,11 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         QueueConfigError,
         TokensFileError,
         SigningKeyError,
+        ClusterKeyError,
         OSError,
         UnicodeDecodeError,
     ) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
+    if security.cluster_keys is None and (warning := unauthenticated_warning(options.interface)):
+        print(warning, file=sys.stderr, flush=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -28,6 +28,7 @@ from ..logic import codec
 from ..logic.actions import OutboundRequest, StartDelivery
 from ..logic.events import DeliveryFailed, DeliveryResponded
 from ..logic.messages import Envelope, is_node_id
+from .peer_auth import PeerSigner
 from .webhook_client import WebhookClient
 
 log = logging.getLogger("miyamoto.io.peer_links")
@@ -151,8 +152,16 @@ class _Refused(Exception):
 class PeerLinks:
     """Queues and sends peer messages; `run` hosts the sender tasks, `send` feeds them."""
 
-    def __init__(self, *, rng: random.Random, settings: PeerLinkSettings | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        settings: PeerLinkSettings | None = None,
+        signer: PeerSigner | None = None,
+    ) -> None:
         self._rng = rng
+        self._signer = signer
+        """Signs every POST (afresh for a retry: a new sequence number); None: no cluster key."""
         """Backoff jitter only. The shell seeds it from os.urandom; nothing replays here."""
         self._settings = settings or PeerLinkSettings()
         self._links: dict[str, _Link] = {}
@@ -301,17 +310,20 @@ class PeerLinks:
 
         Raises _Refused when the peer answered with a client error that a retry would repeat.
         """
+        headers: tuple[tuple[str, str], ...] = (
+            ("Host", link.to),
+            ("Content-Type", PEER_CONTENT_TYPE),
+            ("Content-Length", str(len(body))),
+        )
+        if self._signer is not None:
+            headers += (self._signer.header(link.to, body),)
         request = OutboundRequest(
             scheme="http",
             host=link.host,
             port=link.port,
             method="POST",
             target=PEER_PATH,
-            headers=(
-                ("Host", link.to),
-                ("Content-Type", PEER_CONTENT_TYPE),
-                ("Content-Length", str(len(body))),
-            ),
+            headers=headers,
             body=body,
         )
         # The webhook client is a plain HTTP/1.1 client with keep-alive connections, already

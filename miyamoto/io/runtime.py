@@ -7,10 +7,16 @@ goes to the peer transport (`send_peer`: `PeerLinks.send`, or nowhere while a no
 A timer task sleeps until `node.next_deadline_ms()` and feeds `TimerExpired()`. trio runs one
 task at a time and `feed` never awaits, so any task may call it: the node never sees two events
 at once.
+
+An exception out of `node.handle` is a bug, and the node's state may no longer match the actions
+it lost: `feed` logs the event and the traceback, refuses every later event, and `run` raises
+`NodeCrashed`, which ends the daemon with `EXIT_NODE_CRASHED` (a supervisor restarts it) instead
+of running on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -39,8 +45,10 @@ TIMER_SLEEP_S_MAX = 1.0
 """The timer sleeps on trio's monotonic clock but deadlines are wall-clock ms: waking at least
 this often notices a wall clock that jumped."""
 
-ERROR_PAUSE_S = 1.0
-"""After the node raised on a timer, wait this long before trying again instead of spinning."""
+
+
+class NodeCrashed(Exception):
+    """`Node.handle` raised: the node is stopped (the traceback is in the log)."""
 
 
 class NodeMachine(Protocol):
@@ -100,23 +108,39 @@ class NodeRuntime:
         self._deadline_may_have_changed = trio.Event()
         self._armed_deadline_ms: int | None = None
         """The deadline the timer task sleeps towards; None while it waits for any feed."""
+        self._crash: NodeCrashed | None = None
+        self._crashed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the timer and host deliveries until cancelled; `started()` once `feed` works."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self._deliveries.run)
             self._nursery = nursery
+            nursery.start_soon(self._stop_on_crash)
             task_status.started()
             try:
                 await self._run_timer()
             finally:
                 self._nursery = None
 
+    async def _stop_on_crash(self) -> None:
+        await self._crashed.wait()
+        assert self._crash is not None
+        raise self._crash
+
     def feed(self, event: Event) -> None:
         """Hand `event` to the node now and carry out every action it returns."""
+        if self._crash is not None:
+            raise self._crash
         nursery = self._nursery
         assert nursery is not None, "feed() before run() started"
-        actions = self._node.handle(event, self._clock_ms())
+        try:
+            actions = self._node.handle(event, self._clock_ms())
+        except Exception as bug:
+            log.critical("the node raised on %r; stopping it", event, exc_info=True)
+            self._crash = NodeCrashed(f"the node raised {bug!r} on a {type(event).__name__}")
+            self._crashed.set()
+            raise self._crash from bug
         # Wake the timer only for an earlier deadline: a later one it notices when it wakes.
         deadline_ms = self._node.next_deadline_ms()
         armed_ms = self._armed_deadline_ms
@@ -193,10 +217,8 @@ class NodeRuntime:
             )
 
     def _feed_outcome(self, outcome: DeliveryResponded | DeliveryFailed) -> None:
-        try:
+        with contextlib.suppress(NodeCrashed):  # logged in feed; `run` raises it
             self.feed(outcome)
-        except Exception:
-            log.exception("the node failed to handle %r", outcome)
 
     async def _run_timer(self) -> None:
         while True:
@@ -212,8 +234,7 @@ class NodeRuntime:
                 continue  # whether woken or timed out, look at the deadline afresh
             try:
                 self.feed(TimerExpired())
-            except Exception:
-                log.exception("the node failed to handle TimerExpired")
-                await trio.sleep(ERROR_PAUSE_S)
+            except NodeCrashed:
+                await trio.sleep_forever()  # logged in feed; `_stop_on_crash` raises it
             # A node that keeps a past deadline must not starve every other task.
             await trio.lowlevel.checkpoint()

@@ -14,8 +14,10 @@ unknown message type or another protocol version is a `PeerProtocolError`, and n
 comes out of `decode` (no pickle, no eval: the input only ever becomes these plain values).
 Changing any message's fields means a new protocol version.
 
-Peer authentication will wrap these bytes (a MAC over the whole encoded message, checked before
-`decode`), so nothing here needs to change for it.
+A decoded message then passes `peer_rules.problem` (URLs, headers, ids, states, task JSON,
+counts: the rules client input passes), so nothing `decode` returns can make the node raise.
+Peer authentication wraps these bytes (a MAC over the whole batch, checked by the shell before
+`decode`: miyamoto/io/peer_auth.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Final, cast, get_args, get_origin, get_type_hints
 
+from .limits import Limits
 from .messages import (
     Envelope,
     Heartbeat,
@@ -44,6 +47,7 @@ from .messages import (
     VoteResponse,
     is_node_id,
 )
+from .peer_rules import problem
 from .replica_messages import (
     CancelResult,
     CancelTask,
@@ -66,6 +70,8 @@ from .replica_messages import (
 PROTOCOL_VERSION: Final = 1
 PEER_MESSAGE_BYTES_MAX: Final = 8 * 1024 * 1024
 """An encoded message, whole. A task copy (1 MiB body as base64, 400 KiB of headers) fits."""
+_LIMITS: Final = Limits()
+"""The limits peer values are checked against: every node of a cluster runs with these."""
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**64 - 1
 
@@ -161,7 +167,7 @@ def decode(data: bytes) -> Envelope:
     if message_type is None:
         raise PeerProtocolError(f"unknown message type {_excerpt(name)}")
     _, body_decoder = _BODY_CODECS[message_type]
-    return Envelope(
+    envelope = Envelope(
         sender=_decode_node_id(document["sender"], "sender"),
         incarnation=_decode_unsigned(document["incarnation"], "incarnation"),
         cluster_id=_decode_unsigned(document["cluster"], "cluster"),
@@ -169,6 +175,10 @@ def decode(data: bytes) -> Envelope:
         epoch=_decode_unsigned(document["epoch"], "epoch"),
         message=cast(PeerMessage, body_decoder(document["body"], "body")),
     )
+    wrong = problem(envelope.message, _LIMITS)
+    if wrong is not None:
+        raise PeerProtocolError(f"{name}: {wrong[:300]}")
+    return envelope
 
 
 # -- the pieces -----------------------------------------------------------------------------------

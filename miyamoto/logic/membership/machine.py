@@ -44,6 +44,15 @@ from .view import ClusterView, MembershipStats, MemberState, MemberView, Role
 _NEVER_MS: Final = -(2**62)
 """`heard at` for a member never heard from: older than any timeout."""
 
+TERM_STEP_MAX: Final = 2**20
+"""How far a term or epoch a peer sends may be ahead of ours. Each election adds one to the
+term and each membership change one to the epoch, so a real cluster never gets this far ahead
+of a member that is in touch with it; a value beyond it (2**64-1, say) is a bug or a forgery,
+and adopting it would leave this node unable to count one further (see docs/cluster.md)."""
+TERM_MAX: Final = 2**53
+"""The bound for a node that knows no cluster yet (and so no term to step from): far below
+2**64-1, so a term or epoch taken from anyone can always be counted up."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _PendingJoin:
@@ -126,6 +135,9 @@ class Membership:
         assert isinstance(envelope.message, MEMBERSHIP_MESSAGE_TYPES), envelope.message
         self._advance(now_ms)
         self._stats.received += 1
+        if self._out_of_range(envelope):
+            self._stats.dropped_out_of_range += 1
+            return []
         out = self._receive(envelope, envelope.message, now_ms)
         self._check_invariants()
         return out
@@ -178,6 +190,9 @@ class Membership:
         """
         self._advance(now_ms)
         self._stats.received += 1
+        if self._out_of_range(envelope):
+            self._stats.dropped_out_of_range += 1
+            return False
         if envelope.sender == self._id:
             self._stats.dropped_malformed += 1
             return False
@@ -277,6 +292,34 @@ class Membership:
         return self._incarnation
 
     # -- receiving: the checks every message passes (Raft's §5.1 term rules) --------------------
+
+    def _out_of_range(self, env: Envelope) -> bool:
+        """Whether a term or epoch in `env` is too far ahead of ours to be real."""
+        if self._cluster_id == 0 or self._role is Role.JOINING:
+            term_max = epoch_max = TERM_MAX
+        else:
+            term_max = min(TERM_MAX, self._term + TERM_STEP_MAX)
+            epoch_max = min(TERM_MAX, self._latest.epoch + TERM_STEP_MAX)
+        terms = [env.term]
+        epochs = [env.epoch]
+        match env.message:
+            case PreVoteRequest(next_term=next_term, epoch_term=epoch_term, epoch=epoch):
+                terms += (next_term, epoch_term)
+                epochs.append(epoch)
+            case PreVoteResponse(next_term=next_term):
+                terms.append(next_term)
+            case VoteRequest(epoch_term=epoch_term, epoch=epoch) | HeartbeatAck(
+                epoch_term=epoch_term, epoch=epoch
+            ):
+                terms.append(epoch_term)
+                epochs.append(epoch)
+            case Heartbeat(latest=latest, committed=committed):
+                for member_list in (latest, committed or latest):
+                    terms.append(member_list.epoch_term)
+                    epochs.append(member_list.epoch)
+            case _:
+                pass
+        return max(terms) > term_max or max(epochs) > epoch_max
 
     def _receive(self, env: Envelope, msg: MembershipMessage, now_ms: int) -> list[Outgoing]:
         if env.sender == self._id:

@@ -39,6 +39,8 @@ class MembershipStats:
     """A vote or an acknowledgement from a node that is not (or no longer) a member."""
     dropped_malformed: int = 0
     """Decoded, but inconsistent (an unsorted member list, a leader missing from its list...)."""
+    dropped_out_of_range: int = 0
+    """A term or epoch too far ahead of ours to be real (`TERM_STEP_MAX`): never adopted."""
     dropped_in_lease: int = 0
     """A vote request while this node still hears a leader (it would disrupt a working cluster)."""
     dropped_conflicting_leader: int = 0
