@@ -1,8 +1,9 @@
 """The Miyamoto daemon: `python -m miyamoto.io.node INTERFACE LEADER [--port 8088] [--help]`.
 
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
-webhook client and the peer links) so tests can run a whole node in their own nursery; `main` is
-the command.
+webhook client, the peer links, and what watches them: metrics, logs, /_ready) so tests can run
+a whole node in their own nursery; `main` is the command: it sets up logging, serves, reloads
+the queues file on SIGHUP and stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ import trio
 from .. import __version__
 from ..logic.limits import Limits
 from ..logic.node import Node, NodeConfig
-from ..logic.queue_config import QueueConfigError, parse_queues_toml
+from ..logic.queue_config import QueueConfigError, QueuesConfig, parse_queues_toml
 from .cli import Address, DaemonOptions, parse_args
 from .http_server import ServerSettings, open_api_listeners, serve_api
+from .logs import configure_logging
+from .metrics import NodeMetrics
+from .node_watch import NodeWatch
+from .ops_endpoints import ApiFront
 from .peer_links import PeerLinks, PeerLinkSettings
 from .runtime import NodeRuntime, wall_clock_ms
 from .webhook_client import WebhookClient
+
+log = logging.getLogger("miyamoto")
 
 
 def split_node_id(node_id: str) -> Address:
@@ -45,15 +52,23 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    bind: Address | None = None,
+    metrics: bool = True,
+    access_log: bool = False,
+    queues_reloads: trio.MemoryReceiveChannel[QueuesConfig] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
+    """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
+    `started(bound_port)`.
 
-    Port 0 serves on a free port, and the node's id then names the port actually bound.
+    Port 0 serves on a free port, and the node's id then names the port actually bound (unless
+    `bind` is given: the id is then the advertised address, as it is). `metrics` off: nothing
+    is counted and /_metrics answers 404. `access_log`: a line per API request. Each settings
+    object from `queues_reloads` replaces the queues' settings at once.
     """
-    address = split_node_id(config.node_id)
+    address = bind or split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
-    if bound_port != address.port:
+    if bound_port != address.port and bind is None:
         bound = Address(host=address.host, port=bound_port)
         founder = config.seed_id in (None, config.node_id)
         config = dataclasses.replace(
@@ -65,49 +80,117 @@ async def serve_node(
     )
     # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
     peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
+    node_metrics = (
+        NodeMetrics(node, peer_stats=peer_links.stats, clock_ms=clock_ms) if metrics else None
+    )
+    watch = NodeWatch(node, metrics=node_metrics)
     runtime = NodeRuntime(
         node,
         deliver=client.deliver,
         send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
+        observe=watch.observe,
+    )
+    front = ApiFront(
+        runtime.answer_api_request,
+        view=node.membership.view,
+        metrics=node_metrics,
+        access_log_on=access_log,
     )
     settings = server_settings or ServerSettings(limits=config.limits)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
-            await nursery.start(
-                partial(serve_api, runtime.answer_api_request, listeners, settings=settings)
-            )
+            await nursery.start(partial(serve_api, front, listeners, settings=settings))
+            if queues_reloads is not None:
+                nursery.start_soon(_apply_queues_reloads, node, queues_reloads, clock_ms)
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
             await client.aclose()
 
 
-async def _run_daemon(config: NodeConfig) -> int:
-    """Serve until SIGINT or SIGTERM; the exit status."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _apply_queues_reloads(
+    node: Node, reloads: trio.MemoryReceiveChannel[QueuesConfig], clock_ms: Callable[[], int]
+) -> None:
+    async for queues in reloads:
+        # Between two events (trio runs one task at a time): the node sees the new settings
+        # from its next event on.
+        node.queues.reconfigure(queues, clock_ms())
+        log.info("queue settings reloaded: %d named queues", len(queues.queues))
+
+
+def reload_queues(path: str, limits: Limits) -> QueuesConfig | None:
+    """The queues file at `path` parsed and checked; None (and logged why) when it is not
+    usable, so the node keeps the settings it has."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        return parse_queues_toml(text, limits)
+    except QueueConfigError as error:
+        log.error("SIGHUP: %s: %s; keeping the previous queue settings", path, error.message)
+    except (OSError, UnicodeDecodeError) as error:
+        log.error("SIGHUP: cannot read %s (%s); keeping the previous queue settings", path, error)
+    return None
+
+
+async def _run_daemon(config: NodeConfig, options: DaemonOptions) -> int:
+    """Serve until SIGINT or SIGTERM, reloading the queues file on SIGHUP; the exit status."""
+    send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
+    serve = partial(
+        serve_node,
+        config,
+        bind=options.bind_address if options.advertise is not None else None,
+        metrics=options.metrics,
+        access_log=options.access_log,
+        queues_reloads=receive_reload,
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(partial(serve_node, config))
+                bound_port = await nursery.start(serve)
             except OSError as error:
-                print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
+                log.error("cannot serve on %s: %s", options.bind_address, error)
                 return 1
-            host = split_node_id(config.node_id).host
+            host = options.interface
             url_host = f"[{host}]" if ":" in host else host
-            print(
-                f"miyamoto {__version__} serving on http://{url_host}:{bound_port}",
-                file=sys.stderr,
-                flush=True,
+            log.info(
+                "miyamoto %s serving on http://%s:%d (node %s, joining through %s, %d replicas, "
+                "queues %s, no data directory: tasks are kept in memory)",
+                __version__,
+                url_host,
+                bound_port,
+                config.node_id if options.advertise else f"{url_host}:{bound_port}",
+                config.seed_id,
+                config.replicas,
+                options.queues_file or "with default settings",
             )
             async for signum in signals:
                 name = signal.Signals(signum).name
-                print(f"miyamoto: {name}, shutting down", file=sys.stderr, flush=True)
+                if signum == signal.SIGHUP:
+                    _on_sighup(options, config, send_reload)
+                    continue
+                log.info("%s, shutting down", name)
                 nursery.cancel_scope.cancel()
                 break
     return 0
+
+
+def _on_sighup(
+    options: DaemonOptions, config: NodeConfig, send: trio.MemorySendChannel[QueuesConfig]
+) -> None:
+    if options.queues_file is None:
+        log.warning("SIGHUP: no queues file to reload (the node runs without --queues)")
+        return
+    queues = reload_queues(options.queues_file, config.limits)
+    if queues is None:
+        return
+    try:
+        send.send_nowait(queues)
+    except trio.WouldBlock:
+        log.warning("SIGHUP: a reload is still being applied; send SIGHUP again")
 
 
 def node_config(options: DaemonOptions) -> NodeConfig:
@@ -129,6 +212,7 @@ def node_config(options: DaemonOptions) -> NodeConfig:
         replica_delay_ms=round(options.replica_delay_s * 1000),
         retention_ms=round(options.retention_s * 1000),
         queues=queues,
+        timing=options.timing(),
     )
 
 
@@ -142,16 +226,15 @@ garbage without cycles is still freed at once by reference counting."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
     try:
-        config = node_config(parse_args(argv))
+        config = node_config(options)
     except (QueueConfigError, OSError, UnicodeDecodeError) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(options.log_level, options.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config)
+    return trio.run(_run_daemon, config, options)
 
 
 if __name__ == "__main__":

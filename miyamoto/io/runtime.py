@@ -54,6 +54,11 @@ class NodeMachine(Protocol):
 Deliver = Callable[[StartDelivery], Awaitable[DeliveryResponded | DeliveryFailed]]
 """Carries out one delivery and reports its outcome (`WebhookClient.deliver`)."""
 
+Observer = Callable[[Event, list[Action], int], None]
+"""Sees each event the node handled, the actions it returned and the feed's now_ms, after the
+actions were carried out (metrics and logs read the node there). It runs inside `feed`, so it
+must be cheap and must not await; an exception it raises is logged and goes no further."""
+
 SendPeer = Callable[[str, Envelope], None]
 """Hands (destination, envelope) to the peer transport without waiting (`PeerLinks.send`; peer
 messages are best effort)."""
@@ -81,8 +86,10 @@ class NodeRuntime:
         send_peer: SendPeer | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         deliveries_per_destination_max: int = Limits().connections_per_destination_max,
+        observe: Observer | None = None,
     ) -> None:
         self._node = node
+        self._observe = observe
         self._deliver = deliver
         self._deliveries = DeliveryQueue(
             self._deliver_reporting_bugs,
@@ -116,7 +123,8 @@ class NodeRuntime:
         """Hand `event` to the node now and carry out every action it returns."""
         nursery = self._nursery
         assert nursery is not None, "feed() before run() started"
-        actions = self._node.handle(event, self._clock_ms())
+        now_ms = self._clock_ms()
+        actions = self._node.handle(event, now_ms)
         # Wake the timer only for an earlier deadline: a later one it notices when it wakes.
         deadline_ms = self._node.next_deadline_ms()
         armed_ms = self._armed_deadline_ms
@@ -136,6 +144,11 @@ class NodeRuntime:
                     self._carry_out_peer_message(action)
                 case _:
                     assert_never(action)
+        if self._observe is not None:
+            try:
+                self._observe(event, actions, now_ms)
+            except Exception:
+                log.exception("the node observer failed on %s", type(event).__name__)
 
     async def handle_api_request(self, request: HttpRequest) -> HttpResponse:
         """Feed `request` to the node and wait for its answer."""
