@@ -102,7 +102,10 @@ async def until_value(port: int, name: str, wanted: float, **labels: str) -> Sam
     return samples
 
 
-async def test_the_counts_move_with_enqueues_deliveries_retries_dead_letters_and_cancels() -> None:
+async def test_the_counts_move_with_enqueues_deliveries_retries_dead_letters_and_cancels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="miyamoto")
     with trio.fail_after(TEST_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             ok = await start_receiver(nursery, always(200, b"ok"))
@@ -149,7 +152,8 @@ async def test_the_counts_move_with_enqueues_deliveries_retries_dead_letters_and
     assert enqueues == 7
     delete = "DELETE /{queue}/{id}"
     assert value(after, "miyamoto_http_requests_total", route=delete, status="200") == 1
-    assert dead["status"] == "scheduled"
+    dead_letter = f"dead letter: queue beta, task {dead['id']}, after 2 attempts, last status 500"
+    assert dead_letter in [record.getMessage() for record in caplog.records]
 
 
 async def test_a_retry_after_answer_shows_as_a_destination_hold_and_is_logged(
