@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import random
+import re
 from functools import partial
 from typing import Any
 
@@ -22,6 +23,7 @@ from miyamoto.io.metrics import OTHER_QUEUE, QUEUE_LABELS_MAX, NodeMetrics
 from miyamoto.io.node import serve_node
 from miyamoto.io.ops_endpoints import route_label
 from miyamoto.logic.events import TimerExpired
+from miyamoto.logic.membership import ClusterTiming
 from miyamoto.logic.node import Node, NodeConfig
 from miyamoto.logic.readiness import readiness
 from miyamoto.logic.retry import RetryPolicy
@@ -278,3 +280,53 @@ def test_queue_labels_past_the_limit_are_counted_under_other() -> None:
     assert len(counts) == QUEUE_LABELS_MAX + 1
     assert counts[OTHER_QUEUE] == 5
     assert counts["q0"] == 1
+
+
+async def test_requests_the_server_refuses_itself_are_counted_and_access_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="miyamoto")
+    too_large = b"POST /q HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n"
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, access_log=True)
+            (refused,) = await exchange(port, too_large)
+            await request(port, "GET", "/_health?token=s3cret")
+            samples = await scrape(port)
+            nursery.cancel_scope.cancel()
+    assert refused.status == 413
+    assert value(samples, "miyamoto_http_requests_total", route="(refused)", status="413") == 1
+    assert value(samples, "miyamoto_http_requests_total", route="GET /_health", status="200") == 1
+    access = [r.getMessage() for r in caplog.records if r.name == "miyamoto.access"]
+    assert access[0] == "refused by the server before routing: 413"
+    assert re.fullmatch(r"GET /_health 200 \d+B \d+\.\dms", access[1]), access
+    assert all("s3cret" not in line for line in access)
+
+
+async def test_a_cluster_of_two_shows_members_a_leader_and_peer_traffic() -> None:
+    timing = ClusterTiming(
+        heartbeat_interval_ms=30,
+        election_timeout_min_ms=150,
+        election_timeout_max_ms=300,
+        member_timeout_ms=600,
+        join_retry_min_ms=30,
+        join_retry_max_ms=200,
+    )
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port_a = await start_node(nursery, config={"timing": timing})
+            port_b = await start_node(
+                nursery, config={"timing": timing, "seed_id": f"127.0.0.1:{port_a}"}
+            )
+            await until_value(port_b, "miyamoto_cluster_members", 2)
+            await until_value(port_b, "miyamoto_ready", 1)
+            a, b = await scrape(port_a), await scrape(port_b)
+            nursery.cancel_scope.cancel()
+    assert value(a, "miyamoto_cluster_is_leader") == 1  # the first node leads
+    assert value(b, "miyamoto_cluster_is_leader") == 0
+    assert value(a, "miyamoto_cluster_members") == 2
+    assert value(a, "miyamoto_cluster_epoch") == value(b, "miyamoto_cluster_epoch") >= 2
+    for samples in (a, b):
+        assert value(samples, "miyamoto_peer_messages_sent_total") > 0
+        assert value(samples, "miyamoto_peer_messages_received_total") > 0
+        assert value(samples, "miyamoto_peer_messages_dropped_total", reason="foreign_cluster") == 0

@@ -33,6 +33,10 @@ RequestHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
 the answer has to wait (an async function will do). Exceptions it raises are bugs: logged,
 answered with 500."""
 
+RefusalObserver = Callable[[int], None]
+"""Told the status of each answer the server gives on its own, without the handler (413, 431,
+408, 400, 503 when full): for metrics and the access log."""
+
 SERVER_HEADER = f"miyamoto/{__version__}"
 RECEIVE_BYTES_MAX = 64 * 1024
 """Bytes read from a socket at once; with the limits this bounds a connection's buffers."""
@@ -80,10 +84,11 @@ async def serve_api(
     listeners: list[trio.SocketListener],
     *,
     settings: ServerSettings | None = None,
+    on_refusal: RefusalObserver | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve `handler` on `listeners` forever; `task_status.started()` once accepting."""
-    server = ApiServer(handler, settings or ServerSettings())
+    server = ApiServer(handler, settings or ServerSettings(), on_refusal=on_refusal)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
         task_status.started()
@@ -93,20 +98,29 @@ async def serve_api(
 class ApiServer:
     """Serves connections; one per `serve_connection` call, each in its own task."""
 
-    def __init__(self, handler: RequestHandler, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        handler: RequestHandler,
+        settings: ServerSettings,
+        *,
+        on_refusal: RefusalObserver | None = None,
+    ) -> None:
         self._handler = handler
         self._settings = settings
+        self._on_refusal = on_refusal
         self.connections = 0
         """Connections being served right now."""
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection until it closes. Never raises (except Cancelled)."""
         if self.connections >= self._settings.connections_max:
+            if self._on_refusal is not None:
+                self._on_refusal(503)
             await _refuse_busy(stream, self._settings.connections_max)
             return
         self.connections += 1
         try:
-            await _ApiConnection(stream, self._handler, self._settings).serve()
+            await _ApiConnection(stream, self._handler, self._settings, self._on_refusal).serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; nothing to answer
         except Exception:
@@ -146,8 +160,13 @@ class _ApiConnection:
     """
 
     def __init__(
-        self, stream: trio.SocketStream, handler: RequestHandler, settings: ServerSettings
+        self,
+        stream: trio.SocketStream,
+        handler: RequestHandler,
+        settings: ServerSettings,
+        on_refusal: RefusalObserver | None = None,
     ) -> None:
+        self._on_refusal = on_refusal
         self._stream = stream
         self._handler = handler
         self._settings = settings
@@ -174,6 +193,8 @@ class _ApiConnection:
             timeout_s = self._settings.request_timeout_s
             refusal = _Refusal(408, f"the request did not arrive within {timeout_s:g} s")
         if refusal is not None:
+            if self._on_refusal is not None:
+                self._on_refusal(refusal.status)
             await self._refuse(refusal.status, refusal.message)
 
     async def _serve_requests(self) -> _Refusal | None:

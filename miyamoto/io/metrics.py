@@ -64,9 +64,9 @@ class NodeMetrics:
         process: bool = True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self._node = node
-        self._peer_stats = peer_stats
-        self._clock_ms = clock_ms
+        self.node = node
+        self.peer_stats = peer_stats
+        self.clock_ms = clock_ms
         self._queue_labels: set[str] = set()
         self.tasks: dict[str, dict[str, int]] = {kind: {} for kind in TASK_COUNTS}
         """kind -> queue label -> count."""
@@ -128,14 +128,14 @@ class _NodeCollector:
     def collect(self) -> Iterator[Metric]:
         metrics = self._metrics
         yield from self._counts(metrics)
-        node = metrics._node
+        node = metrics.node
         yield from self._tasks_held(metrics, node)
         yield _gauge(
             "miyamoto_deliveries_in_flight",
             "Webhook requests this node is waiting on now.",
             len(node.tasks.in_flight),
         )
-        now_ms = metrics._clock_ms()
+        now_ms = metrics.clock_ms()
         holds = sum(1 for until_ms in node.queues.destination_hold_ms.values() if until_ms > now_ms)
         yield _gauge(
             "miyamoto_destination_holds",
@@ -225,7 +225,7 @@ class _NodeCollector:
         yield _counter("miyamoto_elections_won", "Elections this node won.", stats.elections_won)
 
     def _peers(self, metrics: NodeMetrics, node: Node) -> Iterator[Metric]:
-        links = metrics._peer_stats() if metrics._peer_stats is not None else {}
+        links = metrics.peer_stats() if metrics.peer_stats is not None else {}
         yield _counter(
             "miyamoto_peer_messages_sent",
             "Messages to other nodes that their node acknowledged.",

@@ -103,7 +103,11 @@ async def serve_node(
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
-            await nursery.start(partial(serve_api, front, listeners, settings=settings))
+            await nursery.start(
+                partial(
+                    serve_api, front, listeners, settings=settings, on_refusal=front.note_refusal
+                )
+            )
             if queues_reloads is not None:
                 nursery.start_soon(_apply_queues_reloads, node, queues_reloads, clock_ms)
             task_status.started(bound_port)

@@ -32,6 +32,8 @@ SHELL_PATHS = ("/_ready", "/_metrics")
 """Answered here, not by the node."""
 NODE_PATHS = frozenset({"/_health", "/_cluster", "/_peer", *SHELL_PATHS})
 """Node paths with their own route label; any other `/_...` path is labelled `/_other`."""
+REFUSED_ROUTE = "(refused)"
+"""The route label of answers the server gave without routing the request (413, 431, 408...)."""
 _ROUTE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 _SCHEDULED = b'"status": "scheduled"'
@@ -115,6 +117,14 @@ class ApiFront:
             return error_response(404, "metrics are off on this node (it runs with --no-metrics)")
         body, content_type = self._metrics.render()
         return HttpResponse(status=200, headers=(("content-type", content_type),), body=body)
+
+    def note_refusal(self, status: int) -> None:
+        """An `http_server.RefusalObserver`: the server answered `status` itself (a request too
+        large, malformed or too slow, or the node full of connections)."""
+        if self._metrics is not None:
+            self._metrics.count_http(REFUSED_ROUTE, status)
+        if self._access_log_on:
+            access_log.info("refused by the server before routing: %d", status)
 
     def _note(self, request: HttpRequest, response: HttpResponse, started_s: float) -> None:
         metrics = self._metrics
