@@ -152,7 +152,7 @@ def test_python_m_bench_quick_completes_and_prints_a_table_with_ratios() -> None
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "9 scenario(s)" in done.stdout
+    assert "10 scenario(s)" in done.stdout
     assert "cluster 3 nodes R=2" in done.stdout
     lines = done.stdout.splitlines()
     header = next(line for line in lines if line.startswith("scenario"))
