@@ -23,12 +23,18 @@ from typing import Any
 import pytest
 import trio
 
+from miyamoto.io.http_server import open_api_listeners, serve_api
 from miyamoto.io.logs import RepeatedWarningFilter, configure_logging
 from miyamoto.io.node import serve_node
+from miyamoto.io.runtime import NodeRuntime
+from miyamoto.logic.actions import OutboundRequest, StartDelivery
+from miyamoto.logic.events import DeliveryFailed, DeliveryResponded
+from miyamoto.logic.http import HttpRequest, HttpResponse
 from miyamoto.logic.membership import ClusterTiming
 from miyamoto.logic.node import NodeConfig
 
 from .io_raw_http import exchange, request_bytes
+from .test_io_runtime import FakeNode
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_TIMEOUT_S = 20
@@ -260,3 +266,40 @@ async def test_members_joining_and_leaving_and_the_leader_are_logged(
             nursery.cancel_scope.cancel()
     assert logged("election won: this node leads term 1")
     assert logged("this node is a member now (1 members)")
+
+
+async def test_a_crashing_handler_and_a_crashing_delivery_log_no_query_string(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="miyamoto")
+
+    def crashing_handler(request: HttpRequest) -> HttpResponse:
+        raise KeyError("a bug")
+
+    async def crashing_delivery(start: StartDelivery) -> DeliveryResponded:
+        raise KeyError("a bug")
+
+    webhook = OutboundRequest(
+        scheme="http", host="127.0.0.1", port=9, method="POST",
+        target=f"/hook?token={SECRET}", headers=(), body=b"",
+    )  # fmt: skip
+    node = FakeNode(
+        next_actions=[
+            StartDelivery(delivery_id=1, request=webhook, timeout_ms=1000, excerpt_bytes_max=10)
+        ]
+    )
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            listeners, port = await open_api_listeners("127.0.0.1", 0)
+            await nursery.start(partial(serve_api, crashing_handler, listeners))
+            answer = await call(port, "GET", f"/q?token={SECRET}")
+            runtime = NodeRuntime(node, deliver=crashing_delivery)
+            await nursery.start(runtime.run)
+            await runtime.handle_api_request(HttpRequest(method="POST", target="/q"))
+            await node.wait_for(DeliveryFailed)
+            nursery.cancel_scope.cancel()
+    assert answer.status == 500
+    messages = [record.getMessage() for record in caplog.records]
+    assert "error answering GET /q" in messages
+    assert "error delivering to 127.0.0.1:9" in messages
+    assert SECRET not in caplog.text

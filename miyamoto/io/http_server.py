@@ -308,7 +308,9 @@ class _ApiConnection:
             with trio.move_on_after(timeout_s):
                 return await answer, False
         except Exception:
-            log.exception("error answering %s %s", request.method, request.target)
+            # Without the query: it may carry a token, and logs never show one.
+            path = request.target.partition("?")[0]
+            log.exception("error answering %s %s", request.method, path)
             return error_response(500, "internal error; the node logged it"), True
         return error_response(503, f"the node did not answer within {timeout_s:g} s"), False
 

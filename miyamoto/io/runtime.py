@@ -198,7 +198,8 @@ class NodeRuntime:
             return await self._deliver(start)
         except Exception as error:
             # A bug in the client. Report a failure anyway, or the task would wait forever.
-            log.exception("error delivering %s", start.request.target)
+            # Not the target: its query may carry a token, and logs never show one.
+            log.exception("error delivering to %s:%d", start.request.host, start.request.port)
             return DeliveryFailed(
                 delivery_id=start.delivery_id,
                 error=DeliveryError.RESET,
