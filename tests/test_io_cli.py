@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from miyamoto.io.cli import Address, parse_args
+from miyamoto.logic.membership import ClusterTiming
 
 
 def test_the_two_positionals_and_defaults() -> None:
@@ -106,3 +107,58 @@ def test_retention_and_a_queues_file_reach_the_node_config(tmp_path: Path) -> No
     queues.write_text("[queue.emails]\nrat = 2\n")
     with pytest.raises(QueueConfigError, match=r"queues\.toml: \[queue\.emails\] unknown key"):
         node_config(parse_args(["127.0.0.1", "127.0.0.1", "--queues", str(queues)]))
+
+
+def test_the_operations_flags() -> None:
+    options = parse_args(
+        [
+            "0.0.0.0",
+            "0.0.0.0",
+            "--port=9001",
+            "--advertise=node-a.example:9001",
+            "--log-level=debug",
+            "--log-format=json",
+            "--access-log",
+            "--no-metrics",
+            "--heartbeat-interval=0.1",
+            "--election-timeout-min=0.5",
+            "--election-timeout-max=0.8",
+            "--member-timeout=3",
+        ]
+    )
+    assert (options.log_level, options.log_format) == ("debug", "json")
+    assert options.access_log and not options.metrics
+    assert options.node_id == "node-a.example:9001"  # peers and the cluster view use this
+    assert options.bind_address == Address(host="0.0.0.0", port=9001)
+    assert options.seed_id == "node-a.example:9001"  # LEADER named this node: the first one
+    timing = options.timing()
+    assert (timing.heartbeat_interval_ms, timing.member_timeout_ms) == (100, 3000)
+    assert (timing.election_timeout_min_ms, timing.election_timeout_max_ms) == (500, 800)
+
+
+def test_the_operations_defaults() -> None:
+    options = parse_args(["127.0.0.1", "127.0.0.1"])
+    assert (options.log_level, options.log_format, options.access_log) == ("info", "text", False)
+    assert options.metrics and options.advertise is None
+    assert options.timing() == ClusterTiming()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--heartbeat-interval=1"], "--heartbeat-interval must be at least 0.001 s and shorter"),
+        (["--heartbeat-interval=0"], "--heartbeat-interval must be at least 0.001 s"),
+        (["--election-timeout-min=3"], "--election-timeout-min must not be longer than"),
+        (["--member-timeout=2"], "--member-timeout must be longer than --election-timeout-max"),
+        (["--advertise=example.org"], "give a port, as HOST:PORT"),
+        (["--log-format=xml"], "invalid choice: 'xml'"),
+        (["--log-level=loud"], "invalid choice: 'loud'"),
+    ],
+)
+def test_operations_flags_that_cannot_work_are_refused(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["127.0.0.1", "127.0.0.1", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

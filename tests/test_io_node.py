@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -184,9 +185,15 @@ async def test_the_daemon_prints_its_url_serves_and_stops_cleanly_on_sigterm() -
                 chunk = await process.stderr.receive_some(1)
                 assert chunk, "the daemon exited before serving"
                 line += chunk
-            prefix = f"miyamoto {__version__} serving on http://127.0.0.1:"
-            assert line.decode().startswith(prefix), line
-            port = int(line.decode()[len(prefix) :])
+            # The start line, timestamped: "2026-...Z INFO miyamoto: miyamoto 0.1.0 serving on
+            # http://127.0.0.1:PORT (node ..., ...)".
+            serving = re.search(
+                rf"^\S+Z INFO miyamoto: miyamoto {re.escape(__version__)} serving on "
+                r"http://127\.0\.0\.1:(\d+) ",
+                line.decode(),
+            )
+            assert serving is not None, line
+            port = int(serving[1])
             health = await call(port, "GET", "/_health")
             process.send_signal(signal.SIGTERM)
             rest = await process.stderr.receive_some(4096)

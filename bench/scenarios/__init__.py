@@ -13,6 +13,7 @@ from .cluster import cluster
 from .delivery import delivery
 from .enqueue import enqueue_keepalive, enqueue_new_connection
 from .memory import memory
+from .metrics_cost import metrics_cost
 from .rq_peer import rq_peer
 from .security import security
 from .sustained import sustained
@@ -36,6 +37,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="enqueue-new-connection",
         run=enqueue_new_connection,
         summary="enqueue, a new connection per request (as curl), node vs bare server",
+    ),
+    Scenario(
+        name="metrics",
+        run=metrics_cost,
+        summary="enqueue with metrics on vs --no-metrics (same run, alternating rounds)",
     ),
     Scenario(
         name="delivery",

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..logic.destinations import IpNetwork, parse_networks
+from ..logic.membership import ClusterTiming
+from .logs import LOG_FORMATS, LOG_LEVELS
 
 DEFAULT_PORT = 8088
 REPLICAS_MAX = 16
+_TIMING = ClusterTiming()
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
@@ -60,15 +63,43 @@ class DaemonOptions:
     allow_destinations: tuple[IpNetwork, ...] = ()
     cluster_key_file: str | None = None
     """--cluster-key-file: the keys peers sign and check `/_peer` batches with."""
+    # Operations: logs, metrics, the advertised address and the cluster's timing.
+    log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = False
+    metrics: bool = True
+    advertise: Address | None = None
+    """--advertise: the address peers and the cluster view use (when serving on 0.0.0.0)."""
+    heartbeat_interval_s: float = _TIMING.heartbeat_interval_ms / 1000
+    election_timeout_min_s: float = _TIMING.election_timeout_min_ms / 1000
+    election_timeout_max_s: float = _TIMING.election_timeout_max_ms / 1000
+    member_timeout_s: float = _TIMING.member_timeout_ms / 1000
+
+    @property
+    def bind_address(self) -> Address:
+        """Where to serve."""
+        return Address(host=self.interface, port=self.port)
 
     @property
     def node_id(self) -> str:
-        return str(Address(host=self.interface, port=self.port))
+        """How peers and users name this node: the advertised address, else the bound one."""
+        return str(self.advertise or self.bind_address)
 
     @property
     def seed_id(self) -> str:
         """host:port of the node to join through (this node's own id for the first node)."""
-        return str(self.seed or self.leader)
+        seed = self.seed or self.leader
+        if self.advertise is not None and seed == self.bind_address:
+            return str(self.advertise)  # LEADER named this node by the address it serves on
+        return str(seed)
+
+    def timing(self) -> ClusterTiming:
+        return ClusterTiming(
+            heartbeat_interval_ms=round(self.heartbeat_interval_s * 1000),
+            election_timeout_min_ms=round(self.election_timeout_min_s * 1000),
+            election_timeout_max_ms=round(self.election_timeout_max_s * 1000),
+            member_timeout_ms=round(self.member_timeout_s * 1000),
+        )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
@@ -77,7 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
     args = parser.parse_args(argv)
     port: int = args.port
     leader = _address(args.leader, default_port=port)
-    return DaemonOptions(
+    options = DaemonOptions(
         interface=args.interface,
         port=port,
         leader=leader,
@@ -91,7 +122,42 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         deny_destinations=args.deny_destinations,
         allow_destinations=args.allow_destinations,
         cluster_key_file=args.cluster_key_file,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        access_log=args.access_log,
+        metrics=not args.no_metrics,
+        advertise=args.advertise,
+        heartbeat_interval_s=args.heartbeat_interval,
+        election_timeout_min_s=args.election_timeout_min,
+        election_timeout_max_s=args.election_timeout_max,
+        member_timeout_s=args.member_timeout,
     )
+    timing_error = _timing_error(options)
+    if timing_error is not None:
+        parser.error(timing_error)
+    return options
+
+
+def _timing_error(options: DaemonOptions) -> str | None:
+    """Why the cluster timing flags cannot work together, or None."""
+    heartbeat_ms = round(options.heartbeat_interval_s * 1000)
+    election_min_ms = round(options.election_timeout_min_s * 1000)
+    election_max_ms = round(options.election_timeout_max_s * 1000)
+    member_ms = round(options.member_timeout_s * 1000)
+    if not 0 < heartbeat_ms < election_min_ms:
+        return (
+            "--heartbeat-interval must be at least 0.001 s and shorter than "
+            f"--election-timeout-min ({options.election_timeout_min_s:g} s)"
+        )
+    if election_min_ms > election_max_ms:
+        return "--election-timeout-min must not be longer than --election-timeout-max"
+    if election_max_ms >= member_ms:
+        # A leader cut off from the majority must step down before it could remove anyone.
+        return (
+            "--member-timeout must be longer than --election-timeout-max "
+            f"({options.election_timeout_max_s:g} s)"
+        )
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
         "host that reaches the port can act as a peer",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
+    _add_operations_arguments(parser)
     return parser
 
 
@@ -192,6 +259,53 @@ def _networks(text: str) -> tuple[IpNetwork, ...]:
         return parse_networks(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_operations_arguments(parser: argparse.ArgumentParser) -> None:
+    ops = parser.add_argument_group("operations (docs/operations.md)")
+    ops.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
+    )
+    ops.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="one line per record, as text "
+        "or as a JSON object (default text)"
+    )
+    ops.add_argument(
+        "--access-log", action="store_true", help="log one line per API request"
+    )
+    ops.add_argument(
+        "--no-metrics", action="store_true", help="do not count anything; GET /_metrics is 404"
+    )
+    ops.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        type=lambda text: _address(text, default_port=None),
+        help="the address peers and the cluster view use for this node (when INTERFACE is "
+        "0.0.0.0 or not reachable by that name); default INTERFACE:PORT",
+    )
+    timing = (
+        ("--heartbeat-interval", _TIMING.heartbeat_interval_ms, "the leader's heartbeat period"),
+        (
+            "--election-timeout-min",
+            _TIMING.election_timeout_min_ms,
+            "a member that hears no leader for a random time between min and max starts an "
+            "election",
+        ),
+        ("--election-timeout-max", _TIMING.election_timeout_max_ms, "see --election-timeout-min"),
+        (
+            "--member-timeout",
+            _TIMING.member_timeout_ms,
+            "the leader removes a member it has not heard from for this long",
+        ),
+    )
+    for flag, default_ms, text in timing:
+        ops.add_argument(
+            flag,
+            metavar="SECONDS",
+            type=_seconds,
+            default=default_ms / 1000,
+            help=f"{text} (default {default_ms / 1000:g})",
+        )
 
 
 def _host(text: str) -> str:

@@ -33,6 +33,10 @@ RequestHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
 the answer has to wait (an async function will do). Exceptions it raises are bugs: logged,
 answered with 500."""
 
+RefusalObserver = Callable[[int], None]
+"""Told the status of each answer the server gives on its own, without the handler (413, 431,
+408, 400, 503 when full): for metrics and the access log."""
+
 SERVER_HEADER = f"miyamoto/{__version__}"
 RECEIVE_BYTES_MAX = 64 * 1024
 """Bytes read from a socket at once; with the limits this bounds a connection's buffers."""
@@ -86,13 +90,17 @@ async def serve_api(
     *,
     settings: ServerSettings | None = None,
     peer_handler: PeerHandler | None = None,
+    on_refusal: RefusalObserver | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve `handler` on `listeners` forever; `task_status.started()` once accepting.
 
     With a `peer_handler`, it answers the requests it claims (`POST /_peer`) instead of `handler`,
-    and their connections count against `settings.peer_connections_max`."""
-    server = ApiServer(handler, settings or ServerSettings(), peer_handler=peer_handler)
+    and their connections count against `settings.peer_connections_max`. `on_refusal` hears of
+    every request the server refused itself (its status)."""
+    server = ApiServer(
+        handler, settings or ServerSettings(), peer_handler=peer_handler, on_refusal=on_refusal
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
         task_status.started()
@@ -108,10 +116,12 @@ class ApiServer:
         settings: ServerSettings,
         *,
         peer_handler: PeerHandler | None = None,
+        on_refusal: RefusalObserver | None = None,
     ) -> None:
         self._handler = handler
         self._settings = settings
         self.peers = _PeerBudget(peer_handler, settings) if peer_handler is not None else None
+        self._on_refusal = on_refusal
         self.connections = 0
         """Connections being served right now."""
 
@@ -120,12 +130,16 @@ class ApiServer:
         settings = self._settings
         reserve = 0 if self.peers is None else settings.peer_connections_max
         if self.connections >= settings.connections_max + reserve:
+            if self._on_refusal is not None:
+                self._on_refusal(503)
             await _refuse_busy(stream, settings.connections_max)
             return
         self.connections += 1
         routed = None if self.peers is None else self.peers.route(self._handler)
         try:
-            await _ApiConnection(stream, routed or self._handler, settings).serve()
+            await _ApiConnection(
+                stream, routed or self._handler, settings, self._on_refusal
+            ).serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; nothing to answer
         except Exception:
@@ -239,8 +253,13 @@ class _ApiConnection:
     """
 
     def __init__(
-        self, stream: trio.SocketStream, handler: RequestHandler, settings: ServerSettings
+        self,
+        stream: trio.SocketStream,
+        handler: RequestHandler,
+        settings: ServerSettings,
+        on_refusal: RefusalObserver | None = None,
     ) -> None:
+        self._on_refusal = on_refusal
         self._stream = stream
         self._handler = handler
         self._settings = settings
@@ -267,6 +286,8 @@ class _ApiConnection:
             timeout_s = self._settings.request_timeout_s
             refusal = _Refusal(408, f"the request did not arrive within {timeout_s:g} s")
         if refusal is not None:
+            if self._on_refusal is not None:
+                self._on_refusal(refusal.status)
             await self._refuse(refusal.status, refusal.message)
 
     async def _serve_requests(self) -> _Refusal | None:
@@ -380,7 +401,9 @@ class _ApiConnection:
             with trio.move_on_after(timeout_s):
                 return await answer, False
         except Exception:
-            log.exception("error answering %s %s", request.method, request.target)
+            # Without the query: it may carry a token, and logs never show one.
+            path = request.target.partition("?")[0]
+            log.exception("error answering %s %s", request.method, path)
             return error_response(500, "internal error; the node logged it"), True
         return error_response(503, f"the node did not answer within {timeout_s:g} s"), False
 

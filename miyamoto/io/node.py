@@ -1,8 +1,9 @@
 """The Miyamoto daemon: `python -m miyamoto.io.node INTERFACE LEADER [--port 8088] [--help]`.
 
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
-webhook client and the peer links) so tests can run a whole node in their own nursery; `main` is
-the command.
+webhook client, the peer links, and what watches them: metrics, logs, /_ready) so tests can run
+a whole node in their own nursery; `main` is the command: it sets up logging, serves, reloads
+the queues file on SIGHUP and stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..logic.api_tokens import ApiTokens, TokensFileError
 from ..logic.destinations import DestinationPolicy
 from ..logic.limits import Limits
 from ..logic.node import Node, NodeConfig
-from ..logic.queue_config import QueueConfigError, parse_queues_toml
+from ..logic.queue_config import QueueConfigError, QueuesConfig, parse_queues_toml
 from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
 from .http_server import (
@@ -35,6 +36,10 @@ from .http_server import (
     open_api_listeners,
     serve_api,
 )
+from .logs import configure_logging
+from .metrics import NodeMetrics
+from .node_watch import NodeWatch
+from .ops_endpoints import ApiFront
 from .peer_auth import ClusterKeyError, ClusterKeys, PeerSigner, PeerVerifier, load_keys, new_boot
 from .peer_endpoint import PeerEndpoint, is_peer_request
 from .peer_links import PeerLinks, PeerLinkSettings
@@ -42,6 +47,8 @@ from .runtime import NodeCrashed, NodeRuntime, wall_clock_ms
 from .signing import DeliverySigner, SigningKeyError, read_signing_keys
 from .ssrf_guard import SsrfGuard
 from .webhook_client import WebhookClient
+
+log = logging.getLogger("miyamoto")
 
 EXIT_NODE_CRASHED = 70
 """The exit status when `Node.handle` raised (a bug; EX_SOFTWARE): the log has the traceback."""
@@ -62,23 +69,31 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    bind: Address | None = None,
+    metrics: bool = True,
+    access_log: bool = False,
+    queues_reloads: trio.MemoryReceiveChannel[QueuesConfig] | None = None,
     api_tokens: ApiTokens | None = None,
     signing_keys: tuple[bytes, ...] = (),
     cluster_keys: ClusterKeys | None = None,
     on_peer_endpoint: Callable[[PeerEndpoint], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
+    """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
+    `started(bound_port)`.
 
-    Port 0 serves on a free port, and the node's id then names the port actually bound.
+    Port 0 serves on a free port, and the node's id then names the port actually bound (unless
+    `bind` is given: the id is then the advertised address, as it is). `metrics` off: nothing
+    is counted and /_metrics answers 404. `access_log`: a line per API request. Each settings
+    object from `queues_reloads` replaces the queues' settings at once.
     With `api_tokens` API requests need a token (docs/security.md); with `signing_keys` every
     delivery is signed. With `cluster_keys`, peer batches are signed and checked (peer_auth.py).
     `on_peer_endpoint` is given the `/_peer` endpoint, whose counters `GET /_cluster` is to show.
     Raises NodeCrashed (in an exception group) when the node raised.
     """
-    address = split_node_id(config.node_id)
+    address = bind or split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
-    if bound_port != address.port:
+    if bound_port != address.port and bind is None:
         bound = Address(host=address.host, port=bound_port)
         founder = config.seed_id in (None, config.node_id)
         config = dataclasses.replace(
@@ -100,30 +115,48 @@ async def serve_node(
     peer_links = PeerLinks(
         rng=random.Random(os.urandom(16)), settings=peer_link_settings, signer=signer
     )
+    node_metrics = (
+        NodeMetrics(node, peer_stats=peer_links.stats, clock_ms=clock_ms) if metrics else None
+    )
+    watch = NodeWatch(node, metrics=node_metrics)
     runtime = NodeRuntime(
         node,
         deliver=client.deliver,
         send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
+        observe=watch.observe,
     )
-    settings = server_settings or ServerSettings(limits=config.limits)
     peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
     if on_peer_endpoint is not None:
         on_peer_endpoint(peer_endpoint)
     peer_handler = PeerHandler(claims=is_peer_request, answer=peer_endpoint.answer)
+    handler: RequestHandler = runtime.answer_api_request
+    if api_tokens is not None:
+        handler = requiring_tokens(handler, api_tokens)
+    front = ApiFront(
+        handler,
+        view=node.membership.view,
+        metrics=node_metrics,
+        access_log_on=access_log,
+    )
+    settings = server_settings or ServerSettings(limits=config.limits)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
-            handler: RequestHandler = runtime.answer_api_request
-            if api_tokens is not None:
-                handler = requiring_tokens(handler, api_tokens)
             await nursery.start(
                 partial(
-                    serve_api, handler, listeners, settings=settings, peer_handler=peer_handler
+                    serve_api,
+                    front,
+                    listeners,
+                    settings=settings,
+                    peer_handler=peer_handler,
+                    on_refusal=front.note_refusal,
                 )
             )
+            if queues_reloads is not None:
+                nursery.start_soon(_apply_queues_reloads, node, queues_reloads, clock_ms)
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
@@ -141,50 +174,88 @@ def _with_own_addresses(
     return policy
 
 
-async def _run_daemon(config: NodeConfig, security: _Security) -> int:
-    """Serve until SIGINT or SIGTERM; the exit status."""
+async def _apply_queues_reloads(
+    node: Node, reloads: trio.MemoryReceiveChannel[QueuesConfig], clock_ms: Callable[[], int]
+) -> None:
+    async for queues in reloads:
+        # Between two events (trio runs one task at a time): the node sees the new settings
+        # from its next event on.
+        node.queues.reconfigure(queues, clock_ms())
+        log.info("queue settings reloaded: %d named queues", len(queues.queues))
+
+
+def reload_queues(path: str, limits: Limits) -> QueuesConfig | None:
+    """The queues file at `path` parsed and checked; None (and logged why) when it is not
+    usable, so the node keeps the settings it has."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        return parse_queues_toml(text, limits)
+    except QueueConfigError as error:
+        log.error("SIGHUP: %s: %s; keeping the previous queue settings", path, error.message)
+    except (OSError, UnicodeDecodeError) as error:
+        log.error("SIGHUP: cannot read %s (%s); keeping the previous queue settings", path, error)
+    return None
+
+
+async def _run_daemon(config: NodeConfig, options: DaemonOptions, security: _Security) -> int:
+    """Serve until SIGINT or SIGTERM, reloading the queues file on SIGHUP; the exit status."""
     crashes: list[BaseException] = []
     try:
-        return await _serve_until_signal(config, security)
+        return await _serve_until_signal(config, options, security)
     except* NodeCrashed as crashed:
         crashes.extend(crashed.exceptions)
     print(f"miyamoto: stopped: {crashes[0]} (a bug; see the log)", file=sys.stderr, flush=True)
     return EXIT_NODE_CRASHED
 
 
-async def _serve_until_signal(config: NodeConfig, security: _Security) -> int:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _serve_until_signal(
+    config: NodeConfig, options: DaemonOptions, security: _Security
+) -> int:
+    send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
+    serve = partial(
+        serve_node,
+        config,
+        bind=options.bind_address if options.advertise is not None else None,
+        metrics=options.metrics,
+        access_log=options.access_log,
+        queues_reloads=receive_reload,
+        api_tokens=security.api_tokens,
+        signing_keys=security.signing_keys,
+        cluster_keys=security.cluster_keys,
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(
-                    partial(
-                        serve_node,
-                        config,
-                        api_tokens=security.api_tokens,
-                        signing_keys=security.signing_keys,
-                        cluster_keys=security.cluster_keys,
-                    )
-                )
+                bound_port = await nursery.start(serve)
             except OSError as error:
-                print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
+                log.error("cannot serve on %s: %s", options.bind_address, error)
                 return 1
-            host = split_node_id(config.node_id).host
+            host = options.interface
             url_host = f"[{host}]" if ":" in host else host
-            print(
-                f"miyamoto {__version__} serving on http://{url_host}:{bound_port}",
-                file=sys.stderr,
-                flush=True,
+            log.info(
+                "miyamoto %s serving on http://%s:%d (node %s, joining through %s, %d replicas, "
+                "queues %s, no data directory: tasks are kept in memory)",
+                __version__,
+                url_host,
+                bound_port,
+                config.node_id if options.advertise else f"{url_host}:{bound_port}",
+                config.seed_id,
+                config.replicas,
+                options.queues_file or "with default settings",
             )
             if security.api_tokens is None and not _is_loopback(host):
-                print(
-                    f"miyamoto: warning: no --api-tokens-file, and {host} is not a loopback "
-                    "address: anyone who reaches this port may enqueue, read, delete and purge",
-                    file=sys.stderr,
-                    flush=True,
+                log.warning(
+                    "no --api-tokens-file, and %s is not a loopback address: anyone who reaches "
+                    "this port may enqueue, read, delete and purge",
+                    host,
                 )
             async for signum in signals:
                 name = signal.Signals(signum).name
-                print(f"miyamoto: {name}, shutting down", file=sys.stderr, flush=True)
+                if signum == signal.SIGHUP:
+                    _on_sighup(options, config, send_reload)
+                    continue
+                log.info("%s, shutting down", name)
                 nursery.cancel_scope.cancel()
                 break
     return 0
@@ -195,6 +266,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _on_sighup(
+    options: DaemonOptions, config: NodeConfig, send: trio.MemorySendChannel[QueuesConfig]
+) -> None:
+    if options.queues_file is None:
+        log.warning("SIGHUP: no queues file to reload (the node runs without --queues)")
+        return
+    queues = reload_queues(options.queues_file, config.limits)
+    if queues is None:
+        return
+    try:
+        send.send_nowait(queues)
+    except trio.WouldBlock:
+        log.warning("SIGHUP: a reload is still being applied; send SIGHUP again")
 
 
 def node_config(options: DaemonOptions) -> NodeConfig:
@@ -216,6 +302,7 @@ def node_config(options: DaemonOptions) -> NodeConfig:
         replica_delay_ms=round(options.replica_delay_s * 1000),
         retention_ms=round(options.retention_s * 1000),
         queues=queues,
+        timing=options.timing(),
         destinations=DestinationPolicy(
             denied=options.deny_destinations, allowed=options.allow_destinations
         ),
@@ -249,6 +336,8 @@ def _security(options: DaemonOptions) -> _Security:
     return _Security(api_tokens=api_tokens, signing_keys=signing_keys, cluster_keys=cluster_keys)
 
 
+
+
 GC_THRESHOLDS = (50_000, 20, 10)
 """The cyclic garbage collector's thresholds for the daemon (Python's default: 700, 10, 10).
 
@@ -271,8 +360,8 @@ def unauthenticated_warning(interface: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
     try:
-        options = parse_args(argv)
         config = node_config(options)
         security = _security(options)
     except (
@@ -287,11 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if security.cluster_keys is None and (warning := unauthenticated_warning(options.interface)):
         print(warning, file=sys.stderr, flush=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(options.log_level, options.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config, security)
+    return trio.run(_run_daemon, config, options, security)
 
 
 if __name__ == "__main__":

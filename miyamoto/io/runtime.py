@@ -62,6 +62,11 @@ class NodeMachine(Protocol):
 Deliver = Callable[[StartDelivery], Awaitable[DeliveryResponded | DeliveryFailed]]
 """Carries out one delivery and reports its outcome (`WebhookClient.deliver`)."""
 
+Observer = Callable[[Event, list[Action], int], None]
+"""Sees each event the node handled, the actions it returned and the feed's now_ms, after the
+actions were carried out (metrics and logs read the node there). It runs inside `feed`, so it
+must be cheap and must not await; an exception it raises is logged and goes no further."""
+
 SendPeer = Callable[[str, Envelope], None]
 """Hands (destination, envelope) to the peer transport without waiting (`PeerLinks.send`; peer
 messages are best effort)."""
@@ -89,8 +94,10 @@ class NodeRuntime:
         send_peer: SendPeer | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         deliveries_per_destination_max: int = Limits().connections_per_destination_max,
+        observe: Observer | None = None,
     ) -> None:
         self._node = node
+        self._observe = observe
         self._deliver = deliver
         self._deliveries = DeliveryQueue(
             self._deliver_reporting_bugs,
@@ -134,8 +141,9 @@ class NodeRuntime:
             raise self._crash
         nursery = self._nursery
         assert nursery is not None, "feed() before run() started"
+        now_ms = self._clock_ms()
         try:
-            actions = self._node.handle(event, self._clock_ms())
+            actions = self._node.handle(event, now_ms)
         except Exception as bug:
             log.critical("the node raised on %r; stopping it", event, exc_info=True)
             self._crash = NodeCrashed(f"the node raised {bug!r} on a {type(event).__name__}")
@@ -160,6 +168,11 @@ class NodeRuntime:
                     self._carry_out_peer_message(action)
                 case _:
                     assert_never(action)
+        if self._observe is not None:
+            try:
+                self._observe(event, actions, now_ms)
+            except Exception:
+                log.exception("the node observer failed on %s", type(event).__name__)
 
     async def handle_api_request(self, request: HttpRequest) -> HttpResponse:
         """Feed `request` to the node and wait for its answer."""
@@ -209,7 +222,8 @@ class NodeRuntime:
             return await self._deliver(start)
         except Exception as error:
             # A bug in the client. Report a failure anyway, or the task would wait forever.
-            log.exception("error delivering %s", start.request.target)
+            # Not the target: its query may carry a token, and logs never show one.
+            log.exception("error delivering to %s:%d", start.request.host, start.request.port)
             return DeliveryFailed(
                 delivery_id=start.delivery_id,
                 error=DeliveryError.RESET,

@@ -82,6 +82,18 @@ class QueueState:
                 self.bucket.set_rate(self.rate_share, now_ms)
                 self.bucket.set_bucket_size(bucket_share, now_ms)
 
+    def reconfigure(self, config: QueueConfig, now_ms: int) -> None:
+        """Takes new settings (a reloaded queues file) at once, keeping its waiting line, its
+        pause, its deliveries in flight and, while it still has a rate, its tokens."""
+        self.config = config
+        if config.max_concurrent is None:
+            self.concurrency_share = None
+        if config.rate_per_s is None:
+            self.rate_share = None
+            self.bucket = None
+        members, self.members = self.members, 0
+        self.share(members, now_ms)
+
     def note_waiting(self, task: Task) -> None:
         heapq.heappush(self._pending_etas, (task.eta_ms, task))
 
@@ -143,6 +155,13 @@ class Queues:
 
     def known(self, name: str) -> QueueState | None:
         return self._queues.get(name)
+
+    def reconfigure(self, config: QueuesConfig, now_ms: int) -> None:
+        """New settings for every queue (SIGHUP reloads the queues file): queues made from now
+        on get them, and every known queue takes its own at once."""
+        self.config = config
+        for name, queue in self._queues.items():
+            queue.reconfigure(config.for_queue(name), now_ms)
 
     def set_members(self, members: int, now_ms: int) -> None:
         self._members = max(1, members)

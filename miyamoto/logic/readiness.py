@@ -1,0 +1,37 @@
+"""Whether a node can take an enqueue now (`GET /_ready`), decided from its view of the cluster.
+
+A node takes an enqueue only as a member that hears a leader: a joining node answers 503, and a
+member cut off from its leader may have been removed already (its copies would not count).
+Load balancers use this to send clients only to nodes that will accept their tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .membership import ClusterView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Readiness:
+    ready: bool
+    reason: str
+    """Why not, in words for an operator; "ready" when ready."""
+
+
+def readiness(view: ClusterView) -> Readiness:
+    if view.self_id not in view.member_ids:
+        return Readiness(
+            ready=False, reason="not a cluster member yet: joining through its seed node"
+        )
+    if not view.has_leader:
+        return Readiness(
+            ready=False,
+            reason="no leader: an election is under way or a majority of the members "
+            "cannot be reached",
+        )
+    if not view.in_majority:
+        return Readiness(
+            ready=False, reason="not in the newest member list: it may have been removed"
+        )
+    return Readiness(ready=True, reason="ready")
