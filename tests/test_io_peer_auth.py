@@ -12,6 +12,7 @@ from functools import partial
 import pytest
 import trio
 
+from miyamoto.io.node import main as daemon_main
 from miyamoto.io.node import serve_node, unauthenticated_warning
 from miyamoto.io.peer_auth import (
     AUTH_HEADER,
@@ -117,6 +118,17 @@ def test_key_files_and_the_variable(tmp_path: pytest.TempPathFactory) -> None:
     ):
         with pytest.raises(ClusterKeyError, match=error):
             parse_keys(text, source="f")
+
+
+def test_the_daemon_refuses_a_bad_key_file_before_it_starts(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys"  # type: ignore[operator]
+    path.write_text("secret\n")
+    status = daemon_main(["127.0.0.1", "127.0.0.1", "--port", "0", "--cluster-key-file", str(path)])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "key 1 has 6 characters" in error and "secret" not in error
 
 
 def test_a_node_on_a_non_loopback_address_without_a_key_warns_of_the_risk() -> None:

@@ -3,6 +3,7 @@ retry once then drop, reconnect after a restart, and a real node's `/_peer` on t
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 from collections.abc import Awaitable, Callable
@@ -167,7 +168,10 @@ async def test_messages_sent_while_a_post_is_in_flight_go_together_in_the_next()
 
 async def test_batches_stay_under_the_byte_cap_and_a_bigger_message_goes_alone() -> None:
     cap = 2_000
-    big = envelope(QueryResult(ref=1, task_json="x" * 5_000))
+    view = {"id": "t", "state": "scheduled", "attempts": 0, "eta": 1.0, "finished": None}
+    big = envelope(
+        QueryResult(ref=1, task_json=json.dumps({**view, "holders": [], "x": "x" * 5_000}))
+    )
     settings = PeerLinkSettings(batch_bytes_max=cap)
     small_size = len(codec.encode(numbered(0)))
     with trio.fail_after(TEST_TIMEOUT_S):

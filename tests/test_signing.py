@@ -10,10 +10,14 @@ from urllib.parse import quote
 
 import pytest
 import trio
+import trio.testing
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from miyamoto.io.node import serve_node
 from miyamoto.io.signing import DeliverySigner, SigningKeyError, parse_signing_keys
+from miyamoto.io.ssrf_guard import SsrfGuard
+from miyamoto.io.webhook_client import WebhookClient
+from miyamoto.logic.destinations import DestinationPolicy
 from miyamoto.logic.node import NodeConfig
 
 from .io_raw_http import RawMessage, always, exchange, request_bytes, start_receiver
@@ -81,3 +85,38 @@ def test_the_timestamp_is_the_send_time_and_the_id_the_task_id() -> None:
 def test_a_bad_key_file_is_refused_naming_the_line(text: str, words: str) -> None:
     with pytest.raises(SigningKeyError, match=words):
         parse_signing_keys(text)
+
+
+async def test_a_delivery_waiting_for_a_free_connection_is_signed_when_it_gets_one() -> None:
+    servers: list[trio.abc.Stream] = []
+
+    async def connect(address: str, port: int) -> trio.abc.Stream:
+        client, server = trio.testing.memory_stream_pair()
+        servers.append(server)
+        return client
+
+    async def unreachable(host: str, port: int) -> list[str]:
+        raise AssertionError("127.0.0.1 is a literal: never resolved")
+
+    signed_at: list[int] = []
+
+    def clock_s() -> float:
+        signed_at.append(len(signed_at))
+        return 1_700_000_000.0
+
+    client = WebhookClient(
+        connections_per_destination_max=1,
+        guard=SsrfGuard(DestinationPolicy(), resolve=unreachable, connect=connect),
+        sign=DeliverySigner(keys=parse_signing_keys(OLD_KEY), clock_s=clock_s).sign,
+    )
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.deliver, delivery(80, delivery_id=1))
+            nursery.start_soon(client.deliver, delivery(80, delivery_id=2))
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(signed_at) == 1  # the second waits for the only slot, unsigned yet
+            (server,) = servers
+            await server.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(signed_at) == 2  # signed once the connection came free
+            await server.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")

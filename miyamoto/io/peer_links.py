@@ -360,9 +360,12 @@ class PeerLinks:
         return link.backoff_s * self._rng.uniform(0.5, 1.0)
 
     def _failed(self, link: _Link, error: str, *, link_works: bool = False) -> None:
+        repeated = error == link.last_error
         link.last_error = error
         if link_works:
-            log.warning("peer %s refused a batch: %s", link.to, error)
+            # Once per reason: a peer with another cluster key refuses every heartbeat.
+            if not repeated:
+                log.warning("peer %s refused a batch: %s", link.to, error)
             return
         if not link.failing:
             link.failing = True

@@ -96,9 +96,11 @@ class WebhookClient:
         self, request: OutboundRequest, excerpt_bytes_max: int
     ) -> tuple[int, Headers, bytes]:
         destination = (request.scheme, request.host, request.port)
-        if self._sign is not None:
-            request = self._sign(request)  # timestamped now: the send time, not the enqueue's
         async with self._pool.lease(destination) as lease:
+            if self._sign is not None:
+                # Signed once a slot is ours: the timestamp is the send time, not the time the
+                # delivery began waiting for a free connection.
+                request = self._sign(request)
             connection = lease.take_idle()
             if connection is not None:
                 try:

@@ -17,9 +17,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from .errors import ClientError
-from .urls import WebhookUrl
-
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -111,14 +108,3 @@ def _plain(address: IpAddress) -> IpAddress:
             return ipaddress.IPv6Address(str(address).partition("%")[0])
     return address
 
-
-def refuse_denied_literal(url: WebhookUrl, policy: DestinationPolicy) -> None:
-    """ClientError 400 when `url`'s host is an IP address the policy denies (known at enqueue;
-    a name is resolved and checked at each delivery)."""
-    try:
-        address = ipaddress.ip_address(url.host)
-    except ValueError:
-        return
-    why = policy.refusal(address, url.port)
-    if why is not None:
-        raise ClientError(400, f"url may not point at {url.host} port {url.port}: {why}")
