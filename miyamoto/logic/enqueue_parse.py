@@ -4,7 +4,10 @@ Pure functions: nothing here raises anything but `ClientError`, whose message na
 and, when a limit was exceeded, the limit.
 
 Behaviours a client may not guess, for the API docs:
-- No Content-Type is read as a form (`curl -d` sends a form anyway).
+- No Content-Type is read as a form (`curl -d` sends a form anyway), except a body that starts
+  with `{` or `[`: that is read as JSON, as it is under a form or an unknown content type, and the
+  reply's `warnings` say that the content type said otherwise. An encoded form cannot start so
+  (`{` and `[` are percent-encoded in a form), so no real form is misread.
 - Params of a GET, HEAD, DELETE or OPTIONS task go in the url's query string, as App Engine
   does; for other methods they are the form-encoded body.
 - JSON param values: numbers are sent as Python writes them (`1`, `1.5`, `1e+16`), booleans as
@@ -20,9 +23,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote_plus
 
-from .errors import ClientError
+from .errors import ClientError, duration_text, shown, size_text
 from .http import Headers
 from .limits import Limits
 from .task import RetryOverrides, TaskSpec
@@ -73,35 +77,78 @@ def validate_queue_name(name: str, limits: Limits) -> str:
         )
     if not _QUEUE_NAME.fullmatch(name):
         raise ClientError(
-            400, f"queue name must be of [A-Za-z0-9_-], not starting with _: {_show(name)}"
+            400, f"queue name must be of [A-Za-z0-9_-], not starting with _: {shown(name)}"
         )
     return name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedEnqueue:
+    tasks: TaskSpec | list[TaskSpec | ClientError]
+    """One task, or (for a JSON array) one result per element, each a task or its error."""
+    warnings: tuple[str, ...] = ()
+    """What the client should know although the request was taken (for the reply's `warnings`)."""
 
 
 def parse_enqueue(
     queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
 ) -> TaskSpec | list[TaskSpec | ClientError]:
     """One task, or (for a JSON array) one result per element, each a task or its error."""
+    return parse_enqueue_with_warnings(queue, content_type, body, now_ms, limits).tasks
+
+
+def parse_enqueue_with_warnings(
+    queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
+) -> ParsedEnqueue:
+    """`parse_enqueue`, and the warnings its reply should carry."""
     queue = validate_queue_name(queue, limits)
     if len(body) > limits.request_body_bytes_max:
         raise ClientError(
             413,
-            f"request body is {len(body)} bytes; the limit is {limits.request_body_bytes_max}",
+            f"request body is {len(body)} bytes; "
+            f"the limit is {size_text(limits.request_body_bytes_max)}",
         )
-    if _is_form(content_type):
-        try:
-            return _parse_form(queue, body, now_ms, limits)
-        except ClientError as error:
-            if content_type or body.lstrip()[:1] not in (b"{", b"["):
-                raise
-            hint = "a body without Content-Type is read as a form; JSON needs application/json"
-            raise ClientError(error.status, f"{error.message} ({hint})") from None
+    kind = _body_kind(content_type)
+    warnings: tuple[str, ...] = ()
+    if kind != "json" and body.lstrip()[:1] in (b"{", b"["):
+        # curl -d '{"url": ...}' without -H 'Content-Type: application/json' is the most
+        # common mistake; a form cannot start so, so the body says what it is.
+        warnings = (_JSON_READ_ANYWAY.get(kind) or _unknown_type_warning(kind),)
+        kind = "json"
+    if kind in ("none", "form"):
+        return ParsedEnqueue(tasks=_parse_form(queue, body, now_ms, limits))
+    if kind != "json":
+        raise ClientError(
+            415,
+            f"unsupported content type {shown(kind)}; "
+            f"send {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
+        )
     document = _load_json(body)
     if isinstance(document, list):
-        return parse_enqueue_batch(queue, document, now_ms, limits)
+        tasks = parse_enqueue_batch(queue, document, now_ms, limits)
+        return ParsedEnqueue(tasks=tasks, warnings=warnings)
     if isinstance(document, dict):
-        return _parse_json_task(queue, document, now_ms, limits)
+        task = _parse_json_task(queue, document, now_ms, limits)
+        return ParsedEnqueue(tasks=task, warnings=warnings)
     raise ClientError(400, "JSON body must be an object (one task) or an array (a batch)")
+
+
+_SEND_JSON = f"send Content-Type: {JSON_CONTENT_TYPE} with JSON (curl -H)"
+_JSON_READ_ANYWAY = {
+    "none": "the request has no Content-Type, but its body is JSON and was read as JSON; "
+    + _SEND_JSON,
+    "form": f"Content-Type said {FORM_CONTENT_TYPE} (curl -d's default), but the body is JSON "
+    f"and was read as JSON; {_SEND_JSON}",
+}
+"""The warning for a body read as JSON although its content type said otherwise, by what it said
+(any other media type: `_unknown_type_warning`)."""
+
+
+def _unknown_type_warning(media_type: str) -> str:
+    return (
+        f"Content-Type said {shown(media_type)}, which the node does not take, but the body is "
+        f"JSON and was read as JSON; {_SEND_JSON}"
+    )
 
 
 def parse_enqueue_batch(
@@ -125,23 +172,23 @@ def parse_enqueue_batch(
     return results
 
 
-def _is_form(content_type: str | None) -> bool:
+def _body_kind(content_type: str | None) -> str:
+    """What the content type says the body is: "none", "form", "json", or the media type the
+    node does not know (lower-case)."""
     if content_type is None or not content_type.strip():
-        return True
+        return "none"
     media_type, *parameters = content_type.split(";")
     media_type = media_type.strip().lower()
-    if media_type not in (FORM_CONTENT_TYPE, JSON_CONTENT_TYPE):
-        raise ClientError(
-            415,
-            f"unsupported content type {_show(media_type)}; "
-            f"send {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
-        )
     for parameter in parameters:
         name, _, value = parameter.partition("=")
         charset = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and charset not in _CHARSETS:
-            raise ClientError(415, f"unsupported charset {_show(charset)}; send utf-8")
-    return media_type == FORM_CONTENT_TYPE
+            raise ClientError(415, f"unsupported charset {shown(charset)}; send utf-8")
+    if media_type == FORM_CONTENT_TYPE:
+        return "form"
+    if media_type == JSON_CONTENT_TYPE:
+        return "json"
+    return media_type
 
 
 # --- form ------------------------------------------------------------------------------------
@@ -165,7 +212,7 @@ def _parse_form(queue: str, body: bytes, now_ms: int, limits: Limits) -> TaskSpe
         name = key.removeprefix(_FORM_PREFIX)
         if name not in _SCALAR_FIELDS:
             known = ", ".join(_FORM_PREFIX + field for field in _SCALAR_FIELDS)
-            raise ClientError(400, f"unknown field {_show(key)}; known fields: {known}")
+            raise ClientError(400, f"unknown field {shown(key)}; known fields: {known}")
         if name in fields:
             raise ClientError(400, f"{key} is given more than once")
         fields[name] = value
@@ -207,7 +254,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _RefusedJson(f"duplicate key {_show(key)}")
+                raise _RefusedJson(f"duplicate key {shown(key)}")
             seen.add(key)
     return result
 
@@ -215,7 +262,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _RefusedJson(f"number {_show(text)} is out of range")
+        raise _RefusedJson(f"number {shown(text)} is out of range")
     return value
 
 
@@ -248,7 +295,7 @@ def _parse_json_task(
         for key in document:
             if key not in _JSON_FIELDS:
                 known = ", ".join(sorted(_JSON_FIELDS))
-                raise ClientError(400, f"unknown field {_show(key)}; known fields: {known}")
+                raise ClientError(400, f"unknown field {shown(key)}; known fields: {known}")
     params_value, body_value = document.get("params"), document.get("body")
     if params_value is not None and body_value is not None:
         raise ClientError(400, "give params or body, not both")
@@ -278,13 +325,13 @@ def _json_params(value: object, limits: Limits) -> list[tuple[str, str]]:
 def _param_value(value: object, key: str) -> str:
     # The field's name is built only for an error: it cost as much as the rest.
     if isinstance(value, str):
-        return _text(value, f"params[{_show(key)}]") if not value.isascii() else value
+        return _text(value, f"params[{shown(key)}]") if not value.isascii() else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     raise ClientError(
-        400, f"params[{_show(key)}] must be a string, number, boolean or a list of those"
+        400, f"params[{shown(key)}] must be a string, number, boolean or a list of those"
     )
 
 
@@ -300,28 +347,28 @@ def _json_headers(value: object, limits: Limits) -> Headers:
     seen: set[str] = set()
     for name, raw in value.items():
         if not _TOKEN.fullmatch(name):
-            raise ClientError(400, f"header name {_show(name)} is not a valid HTTP token")
+            raise ClientError(400, f"header name {shown(name)} is not a valid HTTP token")
         lower = name.lower()
         if lower in _REFUSED_HEADERS or lower.startswith(_REFUSED_HEADER_PREFIXES):
-            raise ClientError(400, f"header {_show(name)} may not be set by a task")
+            raise ClientError(400, f"header {shown(name)} may not be set by a task")
         if lower in seen:
-            raise ClientError(400, f"header {_show(name)} is given more than once")
+            raise ClientError(400, f"header {shown(name)} is given more than once")
         seen.add(lower)
         if not isinstance(raw, str):
-            raise ClientError(400, f"header {_show(name)} must have a string value")
+            raise ClientError(400, f"header {shown(name)} must have a string value")
         header_value = raw.strip(" \t")
         if _BAD_HEADER_VALUE_CHAR.search(header_value):
             raise ClientError(
                 400,
-                f"header {_show(name)} must be printable ASCII "
+                f"header {shown(name)} must be printable ASCII "
                 "(no CR, LF, NUL or other control characters)",
             )
         size = len(name) + len(header_value)
         if size > limits.task_header_bytes_max:
             raise ClientError(
                 431,
-                f"header {_show(name)} is {size} bytes (name and value); "
-                f"the limit is {limits.task_header_bytes_max}",
+                f"header {shown(name)} is {size} bytes (name and value); "
+                f"the limit is {size_text(limits.task_header_bytes_max)}",
             )
         headers.append((lower, header_value))
     return tuple(headers)
@@ -366,7 +413,8 @@ def _build_spec(
     if len(payload) > limits.task_body_bytes_max:
         raise ClientError(
             413,
-            f"task body is {len(payload)} bytes; the limit is {limits.task_body_bytes_max}",
+            f"task body is {len(payload)} bytes; "
+            f"the limit is {size_text(limits.task_body_bytes_max)}",
         )
     if payload and not any(name == "content-type" for name, _ in headers):
         assert content_type is not None
@@ -397,7 +445,7 @@ def _method(value: object, prefix: str) -> str:
     method = given.upper()
     if not given.isascii() or method not in METHODS:  # "opt\u0131ons".upper() == "OPTIONS"
         allowed = ", ".join(sorted(METHODS))
-        raise ClientError(400, f"{prefix}method must be one of {allowed}, not {_show(value)}")
+        raise ClientError(400, f"{prefix}method must be one of {allowed}, not {shown(value)}")
     return method
 
 
@@ -423,7 +471,7 @@ def _eta_ms(fields: Mapping[str, object], prefix: str, now_ms: int, limits: Limi
         field = prefix + "countdown"
         seconds = _number(countdown, field)
         if seconds < 0:
-            raise ClientError(400, f"{field} must be >= 0 seconds, not {_show(countdown)}")
+            raise ClientError(400, f"{field} must be >= 0 seconds, not {shown(countdown)}")
         ahead_ms = seconds * 1000
     elif eta is not None:
         field = prefix + "eta"
@@ -434,7 +482,7 @@ def _eta_ms(fields: Mapping[str, object], prefix: str, now_ms: int, limits: Limi
     else:
         return now_ms
     if ahead_ms > limits.schedule_ahead_ms_max:  # before round(): seconds * 1000 may be inf
-        days = f"{limits.schedule_ahead_ms_max / 86_400_000:g} days"
+        days = duration_text(limits.schedule_ahead_ms_max)
         raise ClientError(400, f"{field} is more than {days} ahead; the limit is {days}")
     return now_ms + round(seconds * 1000) if countdown is not None else round(seconds * 1000)
 
@@ -468,11 +516,15 @@ def _retry_overrides(
         raise ClientError(400, f"{prefix}min_backoff must not be more than {prefix}max_backoff")
     deadline_ms = overrides.deadline_ms
     if deadline_ms is not None:
-        limit = f"{limits.delivery_deadline_ms_max / 1000:g} seconds"
         if deadline_ms < 1:
             raise ClientError(400, f"{prefix}deadline must be > 0 seconds (at least 0.001)")
         if deadline_ms > limits.delivery_deadline_ms_max:
-            raise ClientError(400, f"{prefix}deadline is over {limit}; the limit is {limit}")
+            limit_ms = limits.delivery_deadline_ms_max
+            raise ClientError(
+                400,
+                f"{prefix}deadline is {deadline_ms / 1000:g} seconds; the limit is "
+                f"{duration_text(limit_ms)} ({limit_ms / 1000:g} seconds)",
+            )
     return overrides
 
 
@@ -482,7 +534,7 @@ def _retry_overrides(
 def _text(value: object, field: str) -> str:
     """A string that can be sent: JSON may hold lone surrogates, which UTF-8 cannot encode."""
     if not isinstance(value, str):
-        raise ClientError(400, f"{field} must be a string, not {_show(value)}")
+        raise ClientError(400, f"{field} must be a string, not {shown(value)}")
     if value.isascii():
         return value  # the common case, without encoding a copy
     try:
@@ -502,7 +554,7 @@ def _number(value: object, field: str) -> float:
         except OverflowError:  # an integer beyond float range
             number = math.inf
     else:
-        raise ClientError(400, f"{field} must be a number of seconds, not {_show(value)}")
+        raise ClientError(400, f"{field} must be a number of seconds, not {shown(value)}")
     if not math.isfinite(number):
         raise ClientError(400, f"{field} must be a finite number of seconds")
     return number
@@ -517,28 +569,18 @@ def _integer(value: object, field: str, minimum: int) -> int:
         except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             number = _INT64_MAX + 1
     else:
-        raise ClientError(400, f"{field} must be an integer, not {_show(value)}")
+        raise ClientError(400, f"{field} must be an integer, not {shown(value)}")
     if not minimum <= number <= _INT64_MAX:
-        raise ClientError(400, f"{field} must be from {minimum} to {_INT64_MAX}")
+        raise ClientError(
+            400, f"{field} must be from {minimum} to {_INT64_MAX} (the largest 64-bit integer)"
+        )
     return number
 
 
 def _duration_ms(value: object, field: str) -> int:
     seconds = _number(value, field)
     if seconds < 0:
-        raise ClientError(400, f"{field} must be >= 0 seconds, not {_show(value)}")
+        raise ClientError(400, f"{field} must be >= 0 seconds, not {shown(value)}")
     if seconds * 1000 > _INT64_MAX:
         raise ClientError(400, f"{field} is too large; the limit is {_INT64_MAX // 1000} seconds")
     return round(seconds * 1000)
-
-
-def _show(value: object) -> str:
-    """A short rendering of client input for an error message (never a huge one)."""
-    if isinstance(value, str):
-        return repr(value[:60]) + ("..." if len(value) > 60 else "")
-    if value is None:
-        return "null"
-    if isinstance(value, bool | int | float):
-        text = repr(value)
-        return text if len(text) <= 60 else text[:60] + "..."
-    return "an object" if isinstance(value, dict) else "a list"
