@@ -26,7 +26,8 @@ from ..logic.queue_config import QueueConfigError, parse_queues_toml
 from .cli import Address, DaemonOptions, parse_args
 from .http_server import ServerSettings, open_api_listeners, serve_api
 from .peer_links import PeerLinks, PeerLinkSettings
-from .runtime import NodeRuntime, wall_clock_ms
+from .runtime import Deliver, NodeRuntime, wall_clock_ms
+from .static_routes import with_static_routes
 from .webhook_client import WebhookClient
 
 
@@ -45,11 +46,13 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    deliver: Deliver | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
 
     Port 0 serves on a free port, and the node's id then names the port actually bound.
+    `deliver` replaces the webhook client (tests that must reach no webhook pass their own).
     """
     address = split_node_id(config.node_id)
     listeners, bound_port = await open_api_listeners(address.host, address.port)
@@ -67,7 +70,7 @@ async def serve_node(
     peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
     runtime = NodeRuntime(
         node,
-        deliver=client.deliver,
+        deliver=deliver or client.deliver,
         send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
@@ -78,7 +81,12 @@ async def serve_node(
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
             await nursery.start(runtime.run)
             await nursery.start(
-                partial(serve_api, runtime.answer_api_request, listeners, settings=settings)
+                partial(
+                    serve_api,
+                    with_static_routes(runtime.answer_api_request, limits=config.limits),
+                    listeners,
+                    settings=settings,
+                )
             )
             task_status.started(bound_port)
     finally:
