@@ -18,9 +18,9 @@ TASK = b'{"url": "http://h/w", "params": {"a": "1"}}'
 
 
 def parse(content_type: str | None, body: bytes) -> tuple[TaskSpec, tuple[str, ...]]:
-    parsed = parse_enqueue_with_warnings("q", content_type, body, NOW_MS, LIMITS)
-    assert isinstance(parsed.tasks, TaskSpec)
-    return parsed.tasks, parsed.warnings
+    tasks, warnings = parse_enqueue_with_warnings("q", content_type, body, NOW_MS, LIMITS)
+    assert isinstance(tasks, TaskSpec)
+    return tasks, warnings
 
 
 def refused(content_type: str | None, body: bytes) -> ClientError:
@@ -53,10 +53,10 @@ def test_json_under_another_content_type_is_read_as_json_with_a_warning(
 
 
 def test_a_batch_sent_as_a_form_is_read_as_json_with_a_warning() -> None:
-    parsed = parse_enqueue_with_warnings("q", FORM, b"[" + TASK + b"]", NOW_MS, LIMITS)
-    assert isinstance(parsed.tasks, list) and len(parsed.tasks) == 1
-    assert isinstance(parsed.tasks[0], TaskSpec)
-    assert len(parsed.warnings) == 1
+    tasks, warnings = parse_enqueue_with_warnings("q", FORM, b"[" + TASK + b"]", NOW_MS, LIMITS)
+    assert isinstance(tasks, list) and len(tasks) == 1
+    assert isinstance(tasks[0], TaskSpec)
+    assert len(warnings) == 1
 
 
 def test_a_real_form_gets_no_warning() -> None:

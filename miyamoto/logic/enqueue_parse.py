@@ -23,7 +23,6 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote_plus
 
 from .errors import ClientError, duration_text, shown, size_text
@@ -59,6 +58,7 @@ _REFUSED_HEADERS = frozenset({
     "host", "content-length", "user-agent", "expect",
 })  # fmt: skip
 _REFUSED_HEADER_PREFIXES = ("proxy-", "x-task-")
+_PLAIN_MEDIA_TYPES = frozenset({FORM_CONTENT_TYPE, JSON_CONTENT_TYPE})
 _CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _INT64_MAX = 2**63 - 1
 _FORM_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -82,25 +82,18 @@ def validate_queue_name(name: str, limits: Limits) -> str:
     return name
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParsedEnqueue:
-    tasks: TaskSpec | list[TaskSpec | ClientError]
-    """One task, or (for a JSON array) one result per element, each a task or its error."""
-    warnings: tuple[str, ...] = ()
-    """What the client should know although the request was taken (for the reply's `warnings`)."""
-
-
 def parse_enqueue(
     queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
 ) -> TaskSpec | list[TaskSpec | ClientError]:
     """One task, or (for a JSON array) one result per element, each a task or its error."""
-    return parse_enqueue_with_warnings(queue, content_type, body, now_ms, limits).tasks
+    return parse_enqueue_with_warnings(queue, content_type, body, now_ms, limits)[0]
 
 
 def parse_enqueue_with_warnings(
     queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
-) -> ParsedEnqueue:
-    """`parse_enqueue`, and the warnings its reply should carry."""
+) -> tuple[TaskSpec | list[TaskSpec | ClientError], tuple[str, ...]]:
+    """`parse_enqueue`, and what the client should know although the request was taken (for
+    the reply's `warnings`). A pair, not a dataclass: this is every enqueue's path."""
     queue = validate_queue_name(queue, limits)
     if len(body) > limits.request_body_bytes_max:
         raise ClientError(
@@ -108,46 +101,43 @@ def parse_enqueue_with_warnings(
             f"request body is {len(body)} bytes; "
             f"the limit is {size_text(limits.request_body_bytes_max)}",
         )
-    kind = _body_kind(content_type)
+    media_type = _media_type(content_type)
     warnings: tuple[str, ...] = ()
-    if kind != "json" and body.lstrip()[:1] in (b"{", b"["):
+    is_json = media_type == JSON_CONTENT_TYPE
+    if not is_json and body.lstrip()[:1] in (b"{", b"["):
         # curl -d '{"url": ...}' without -H 'Content-Type: application/json' is the most
-        # common mistake; a form cannot start so, so the body says what it is.
-        warnings = (_JSON_READ_ANYWAY.get(kind) or _unknown_type_warning(kind),)
-        kind = "json"
-    if kind in ("none", "form"):
-        return ParsedEnqueue(tasks=_parse_form(queue, body, now_ms, limits))
-    if kind != "json":
+        # common mistake. An encoded form cannot start so ({ and [ are %7B and %5B in a form),
+        # so the body says what it is.
+        warnings = (_json_read_anyway(media_type),)
+        is_json = True
+    if not is_json:
+        if media_type in ("", FORM_CONTENT_TYPE):
+            return _parse_form(queue, body, now_ms, limits), warnings
         raise ClientError(
             415,
-            f"unsupported content type {shown(kind)}; "
+            f"unsupported content type {shown(media_type)}; "
             f"send {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
         )
     document = _load_json(body)
     if isinstance(document, list):
-        tasks = parse_enqueue_batch(queue, document, now_ms, limits)
-        return ParsedEnqueue(tasks=tasks, warnings=warnings)
+        return parse_enqueue_batch(queue, document, now_ms, limits), warnings
     if isinstance(document, dict):
-        task = _parse_json_task(queue, document, now_ms, limits)
-        return ParsedEnqueue(tasks=task, warnings=warnings)
+        return _parse_json_task(queue, document, now_ms, limits), warnings
     raise ClientError(400, "JSON body must be an object (one task) or an array (a batch)")
 
 
-_SEND_JSON = f"send Content-Type: {JSON_CONTENT_TYPE} with JSON (curl -H)"
-_JSON_READ_ANYWAY = {
-    "none": "the request has no Content-Type, but its body is JSON and was read as JSON; "
-    + _SEND_JSON,
-    "form": f"Content-Type said {FORM_CONTENT_TYPE} (curl -d's default), but the body is JSON "
-    f"and was read as JSON; {_SEND_JSON}",
-}
-"""The warning for a body read as JSON although its content type said otherwise, by what it said
-(any other media type: `_unknown_type_warning`)."""
-
-
-def _unknown_type_warning(media_type: str) -> str:
+def _json_read_anyway(media_type: str) -> str:
+    """The warning for a JSON body whose content type (`media_type`, "" for none) said
+    otherwise."""
+    if not media_type:
+        said = "the request has no Content-Type"
+    elif media_type == FORM_CONTENT_TYPE:
+        said = f"Content-Type said {FORM_CONTENT_TYPE} (curl -d's default)"
+    else:
+        said = f"Content-Type said {shown(media_type)}, which the node does not take"
     return (
-        f"Content-Type said {shown(media_type)}, which the node does not take, but the body is "
-        f"JSON and was read as JSON; {_SEND_JSON}"
+        f"{said}, but the body is JSON and was read as JSON; "
+        f"send Content-Type: {JSON_CONTENT_TYPE} with JSON (curl -H)"
     )
 
 
@@ -172,23 +162,19 @@ def parse_enqueue_batch(
     return results
 
 
-def _body_kind(content_type: str | None) -> str:
-    """What the content type says the body is: "none", "form", "json", or the media type the
-    node does not know (lower-case)."""
+def _media_type(content_type: str | None) -> str:
+    """The media type, lower-case, "" when there is none; 415 for a charset other than UTF-8."""
+    if content_type in _PLAIN_MEDIA_TYPES:
+        return content_type  # the common case, without splitting it
     if content_type is None or not content_type.strip():
-        return "none"
+        return ""
     media_type, *parameters = content_type.split(";")
-    media_type = media_type.strip().lower()
     for parameter in parameters:
         name, _, value = parameter.partition("=")
         charset = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and charset not in _CHARSETS:
             raise ClientError(415, f"unsupported charset {shown(charset)}; send utf-8")
-    if media_type == FORM_CONTENT_TYPE:
-        return "form"
-    if media_type == JSON_CONTENT_TYPE:
-        return "json"
-    return media_type
+    return media_type.strip().lower()
 
 
 # --- form ------------------------------------------------------------------------------------
