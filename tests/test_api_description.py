@@ -63,6 +63,7 @@ def test_the_description_states_the_limits_and_defaults_it_is_built_with() -> No
     assert task["url"]["maxLength"] == 300
     assert task["method"]["default"] == "POST"
     assert task["retry_limit"]["default"] == 10
+    assert (task["min_backoff"]["default"], task["deadline"]["default"]) == (1, 30)
     batch = description["paths"]["/{queue}"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["anyOf"][1]["maxItems"] == 7
     json.dumps(description)  # plain JSON data

@@ -58,15 +58,20 @@ def _nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _seconds(description: str, *, maximum: float | None = None) -> Schema:
+def _seconds(
+    description: str, *, default_ms: int | None = None, maximum: float | None = None
+) -> Schema:
     """A number of seconds: a JSON number or a decimal string (as a form sends it)."""
     number: Schema = {"type": "number", "minimum": 0}
     if maximum is not None:
         number["maximum"] = maximum
-    return {
+    schema: Schema = {
         "description": description,
         "anyOf": [number, {"type": "string", "pattern": _DECIMAL_PATTERN, "maxLength": 40}],
     }
+    if default_ms is not None:
+        schema["default"] = default_ms / 1000
+    return schema
 
 
 def _integer(description: str, minimum: int, default: int) -> Schema:
@@ -102,6 +107,7 @@ def _task_fields(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
         "countdown": _seconds(
             "Deliver this many seconds after the node received the request (default 0). "
             f"At most {duration_text(limits.schedule_ahead_ms_max)} ahead. Not with eta.",
+            default_ms=0,
             maximum=ahead_s,
         ),
         "eta": _seconds(
@@ -123,15 +129,18 @@ def _task_fields(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
         ),
         "age_limit": _seconds(
             "No retry once this long after the first attempt; 0 = no limit (default "
-            f"{retry.age_limit_ms / 1000:g}). Narrowed to the queue's."
+            f"{retry.age_limit_ms / 1000:g}). Narrowed to the queue's.",
+            default_ms=retry.age_limit_ms,
         ),
         "min_backoff": _seconds(
             f"Wait before the first retry (default {retry.min_backoff_ms / 1000:g}); kept "
-            "within the queue's backoff range."
+            "within the queue's backoff range.",
+            default_ms=retry.min_backoff_ms,
         ),
         "max_backoff": _seconds(
             f"Longest wait between attempts (default {retry.max_backoff_ms / 1000:g}); kept "
-            "within the queue's backoff range; not below min_backoff when both are given."
+            "within the queue's backoff range; not below min_backoff when both are given.",
+            default_ms=retry.max_backoff_ms,
         ),
         "max_doublings": _integer(
             "How many times the wait doubles before it grows linearly.",
@@ -142,6 +151,7 @@ def _task_fields(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
             "Seconds one attempt may take to get a complete answer, 0.001 to "
             f"{deadline_s:g} ({duration_text(limits.delivery_deadline_ms_max)}); default "
             f"{config.delivery_deadline_ms / 1000:g}, at most the queue's.",
+            default_ms=config.delivery_deadline_ms,
             maximum=deadline_s,
         ),
     }
@@ -153,6 +163,8 @@ def _as_text(schema: Schema) -> Schema:
         return schema
     (text,) = [s for s in schema["anyOf"] if s["type"] == "string"]
     rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if "default" in rest:
+        rest["default"] = f"{rest['default']:g}"  # as a form would write it
     return {**rest, **text}
 
 
