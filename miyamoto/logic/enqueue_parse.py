@@ -5,9 +5,9 @@ and, when a limit was exceeded, the limit.
 
 Behaviours a client may not guess, for the API docs:
 - No Content-Type is read as a form (`curl -d` sends a form anyway), except a body that starts
-  with `{` or `[`: that is read as JSON, as it is under a form or an unknown content type, and the
-  reply's `warnings` say that the content type said otherwise. An encoded form cannot start so
-  (`{` and `[` are percent-encoded in a form), so no real form is misread.
+  with `{` or `[`: that is read as JSON, as it is under a form or an unknown content type, with a
+  warning (`parse_enqueue_with_warnings`) that the content type said otherwise. An encoded
+  form cannot start so (`{` and `[` are percent-encoded in a form): no real form is misread.
 - Params of a GET, HEAD, DELETE or OPTIONS task go in the url's query string, as App Engine
   does; for other methods they are the form-encoded body.
 - JSON param values: numbers are sent as Python writes them (`1`, `1.5`, `1e+16`), booleans as
