@@ -255,7 +255,7 @@ def test_toml_syntax_errors_say_where() -> None:
          '[queue.a] unknown key "retry"; known keys: rate, bucket_size, max_concurrent, '
          "retry_limit, age_limit, min_backoff, max_backoff, max_doublings, delivery_deadline"),
         ('queue._node.rate = 1',
-         "[queue._node]: queue name must be of [A-Za-z0-9_-], not starting with _: '_node'"),
+         "[queue._node]: queue name must be of [A-Za-z0-9_-], not starting with _: \"_node\""),
         ('queue."".rate = 1', '[queue.""]: queue name must be 1 to 100 characters, not 0'),
         ("defaults.rate = true", '[defaults] rate must be a number of tasks per second, a '
          'string such as "10/s", "5/m", "100/h" or "1/d", or "unlimited"; not true'),

@@ -1,7 +1,7 @@
 import pytest
 
 from miyamoto.logic.errors import ClientError
-from miyamoto.logic.routes import Operation, route
+from miyamoto.logic.routes import QUEUE_ROUTES, SHELL_PATHS, Operation, api_routes, route
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,29 @@ def test_unknown_paths_and_methods_are_refused(method: str, target: str, status:
     with pytest.raises(ClientError) as raised:
         route(method, target)
     assert raised.value.status == status
+
+
+def test_a_mistyped_queue_command_says_unknown_queue_command() -> None:
+    with pytest.raises(ClientError) as raised:
+        route("POST", "/emails/_pauze")
+    assert raised.value.status == 404
+    assert raised.value.message == 'unknown queue command "_pauze"; use _pause, _resume, _purge'
+    # A task id may start with `_`: GET and DELETE still name the task.
+    assert route("GET", "/emails/_pauze").operation is Operation.TASK_INFO
+
+
+def test_the_route_table_is_what_route_does() -> None:
+    """QUEUE_ROUTES and the node paths are the lists the docs and OpenAPI are checked against:
+    each must route to its operation, and together they must cover every operation."""
+    fill = {"{queue}": "emails", "{id}": "abc-1"}
+    for method, template, operation in QUEUE_ROUTES:
+        target = template
+        for name, value in fill.items():
+            target = target.replace(name, value)
+        assert route(method, target).operation is operation, (method, template)
+    covered = {operation for _, _, operation in QUEUE_ROUTES}
+    for method, path in api_routes():
+        if path in SHELL_PATHS or "{" in path:
+            continue
+        covered.add(route(method, path).operation)
+    assert covered == set(Operation)

@@ -43,9 +43,10 @@ from .ops_endpoints import ApiFront
 from .peer_auth import ClusterKeyError, ClusterKeys, PeerSigner, PeerVerifier, load_keys, new_boot
 from .peer_endpoint import PeerEndpoint, is_peer_request
 from .peer_links import PeerLinks, PeerLinkSettings
-from .runtime import NodeCrashed, NodeRuntime, wall_clock_ms
+from .runtime import Deliver, NodeCrashed, NodeRuntime, wall_clock_ms
 from .signing import DeliverySigner, SigningKeyError, read_signing_keys
 from .ssrf_guard import SsrfGuard
+from .static_routes import with_static_routes
 from .webhook_client import WebhookClient
 
 log = logging.getLogger("miyamoto")
@@ -77,6 +78,7 @@ async def serve_node(
     signing_keys: tuple[bytes, ...] = (),
     cluster_keys: ClusterKeys | None = None,
     on_peer_endpoint: Callable[[PeerEndpoint], None] | None = None,
+    deliver: Deliver | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
@@ -89,6 +91,7 @@ async def serve_node(
     With `api_tokens` API requests need a token (docs/security.md); with `signing_keys` every
     delivery is signed. With `cluster_keys`, peer batches are signed and checked (peer_auth.py).
     `on_peer_endpoint` is given the `/_peer` endpoint, whose counters `GET /_cluster` is to show.
+    `deliver` replaces the webhook client (tests that must reach no webhook pass their own).
     Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = bind or split_node_id(config.node_id)
@@ -121,7 +124,7 @@ async def serve_node(
     watch = NodeWatch(node, metrics=node_metrics)
     runtime = NodeRuntime(
         node,
-        deliver=client.deliver,
+        deliver=deliver or client.deliver,
         send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
@@ -134,8 +137,10 @@ async def serve_node(
     handler: RequestHandler = runtime.answer_api_request
     if api_tokens is not None:
         handler = requiring_tokens(handler, api_tokens)
+    # The status page and the OpenAPI description are public (the page asks the API with the
+    # browser's own credentials); the front counts and logs every answer, theirs included.
     front = ApiFront(
-        handler,
+        with_static_routes(handler, limits=config.limits),
         view=node.membership.view,
         metrics=node_metrics,
         access_log_on=access_log,

@@ -4,7 +4,10 @@ Pure functions: nothing here raises anything but `ClientError`, whose message na
 and, when a limit was exceeded, the limit.
 
 Behaviours a client may not guess, for the API docs:
-- No Content-Type is read as a form (`curl -d` sends a form anyway).
+- No Content-Type is read as a form (`curl -d` sends a form anyway), except a body that starts
+  with `{` or `[`: that is read as JSON, as it is under a form or an unknown content type, with a
+  warning (`parse_enqueue_with_warnings`) that the content type said otherwise. An encoded
+  form cannot start so (`{` and `[` are percent-encoded in a form): no real form is misread.
 - Params of a GET, HEAD, DELETE or OPTIONS task go in the url's query string, as App Engine
   does; for other methods they are the form-encoded body.
 - JSON param values: numbers are sent as Python writes them (`1`, `1.5`, `1e+16`), booleans as
@@ -22,7 +25,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote_plus
 
-from .errors import ClientError
+from .errors import ClientError, duration_text, shown, size_text
 from .http import Headers
 from .limits import Limits
 from .task import RetryOverrides, TaskSpec
@@ -55,6 +58,7 @@ _REFUSED_HEADERS = frozenset({
     "host", "content-length", "user-agent", "expect",
 })  # fmt: skip
 _REFUSED_HEADER_PREFIXES = ("proxy-", "x-task-")
+_PLAIN_MEDIA_TYPES = frozenset({FORM_CONTENT_TYPE, JSON_CONTENT_TYPE})
 _CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _INT64_MAX = 2**63 - 1
 _FORM_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -73,7 +77,7 @@ def validate_queue_name(name: str, limits: Limits) -> str:
         )
     if not _QUEUE_NAME.fullmatch(name):
         raise ClientError(
-            400, f"queue name must be of [A-Za-z0-9_-], not starting with _: {_show(name)}"
+            400, f"queue name must be of [A-Za-z0-9_-], not starting with _: {shown(name)}"
         )
     return name
 
@@ -82,26 +86,59 @@ def parse_enqueue(
     queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
 ) -> TaskSpec | list[TaskSpec | ClientError]:
     """One task, or (for a JSON array) one result per element, each a task or its error."""
+    return parse_enqueue_with_warnings(queue, content_type, body, now_ms, limits)[0]
+
+
+def parse_enqueue_with_warnings(
+    queue: str, content_type: str | None, body: bytes, now_ms: int, limits: Limits
+) -> tuple[TaskSpec | list[TaskSpec | ClientError], tuple[str, ...]]:
+    """`parse_enqueue`, and what the client should know although the request was taken (for
+    the reply's `warnings`). A pair, not a dataclass: this is every enqueue's path."""
     queue = validate_queue_name(queue, limits)
     if len(body) > limits.request_body_bytes_max:
         raise ClientError(
             413,
-            f"request body is {len(body)} bytes; the limit is {limits.request_body_bytes_max}",
+            f"request body is {len(body)} bytes; "
+            f"the limit is {size_text(limits.request_body_bytes_max)}",
         )
-    if _is_form(content_type):
-        try:
-            return _parse_form(queue, body, now_ms, limits)
-        except ClientError as error:
-            if content_type or body.lstrip()[:1] not in (b"{", b"["):
-                raise
-            hint = "a body without Content-Type is read as a form; JSON needs application/json"
-            raise ClientError(error.status, f"{error.message} ({hint})") from None
+    media_type = _media_type(content_type)
+    warnings: tuple[str, ...] = ()
+    is_json = media_type == JSON_CONTENT_TYPE
+    if not is_json and body.lstrip()[:1] in (b"{", b"["):
+        # curl -d '{"url": ...}' without -H 'Content-Type: application/json' is the most
+        # common mistake. An encoded form cannot start so ({ and [ are %7B and %5B in a form),
+        # so the body says what it is.
+        warnings = (_json_read_anyway(media_type),)
+        is_json = True
+    if not is_json:
+        if media_type in ("", FORM_CONTENT_TYPE):
+            return _parse_form(queue, body, now_ms, limits), warnings
+        raise ClientError(
+            415,
+            f"unsupported content type {shown(media_type)}; "
+            f"send {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
+        )
     document = _load_json(body)
     if isinstance(document, list):
-        return parse_enqueue_batch(queue, document, now_ms, limits)
+        return parse_enqueue_batch(queue, document, now_ms, limits), warnings
     if isinstance(document, dict):
-        return _parse_json_task(queue, document, now_ms, limits)
+        return _parse_json_task(queue, document, now_ms, limits), warnings
     raise ClientError(400, "JSON body must be an object (one task) or an array (a batch)")
+
+
+def _json_read_anyway(media_type: str) -> str:
+    """The warning for a JSON body whose content type (`media_type`, "" for none) said
+    otherwise."""
+    if not media_type:
+        said = "the request has no Content-Type"
+    elif media_type == FORM_CONTENT_TYPE:
+        said = f"Content-Type said {FORM_CONTENT_TYPE} (curl -d's default)"
+    else:
+        said = f"Content-Type said {shown(media_type)}, which the node does not take"
+    return (
+        f"{said}, but the body is JSON and was read as JSON; "
+        f"send Content-Type: {JSON_CONTENT_TYPE} with JSON (curl -H)"
+    )
 
 
 def parse_enqueue_batch(
@@ -125,23 +162,19 @@ def parse_enqueue_batch(
     return results
 
 
-def _is_form(content_type: str | None) -> bool:
+def _media_type(content_type: str | None) -> str:
+    """The media type, lower-case, "" when there is none; 415 for a charset other than UTF-8."""
+    if content_type in _PLAIN_MEDIA_TYPES:
+        return content_type  # the common case, without splitting it
     if content_type is None or not content_type.strip():
-        return True
+        return ""
     media_type, *parameters = content_type.split(";")
-    media_type = media_type.strip().lower()
-    if media_type not in (FORM_CONTENT_TYPE, JSON_CONTENT_TYPE):
-        raise ClientError(
-            415,
-            f"unsupported content type {_show(media_type)}; "
-            f"send {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
-        )
     for parameter in parameters:
         name, _, value = parameter.partition("=")
         charset = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and charset not in _CHARSETS:
-            raise ClientError(415, f"unsupported charset {_show(charset)}; send utf-8")
-    return media_type == FORM_CONTENT_TYPE
+            raise ClientError(415, f"unsupported charset {shown(charset)}; send utf-8")
+    return media_type.strip().lower()
 
 
 # --- form ------------------------------------------------------------------------------------
@@ -165,7 +198,7 @@ def _parse_form(queue: str, body: bytes, now_ms: int, limits: Limits) -> TaskSpe
         name = key.removeprefix(_FORM_PREFIX)
         if name not in _SCALAR_FIELDS:
             known = ", ".join(_FORM_PREFIX + field for field in _SCALAR_FIELDS)
-            raise ClientError(400, f"unknown field {_show(key)}; known fields: {known}")
+            raise ClientError(400, f"unknown field {shown(key)}; known fields: {known}")
         if name in fields:
             raise ClientError(400, f"{key} is given more than once")
         fields[name] = value
@@ -207,7 +240,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _RefusedJson(f"duplicate key {_show(key)}")
+                raise _RefusedJson(f"duplicate key {shown(key)}")
             seen.add(key)
     return result
 
@@ -215,7 +248,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _RefusedJson(f"number {_show(text)} is out of range")
+        raise _RefusedJson(f"number {shown(text)} is out of range")
     return value
 
 
@@ -248,7 +281,7 @@ def _parse_json_task(
         for key in document:
             if key not in _JSON_FIELDS:
                 known = ", ".join(sorted(_JSON_FIELDS))
-                raise ClientError(400, f"unknown field {_show(key)}; known fields: {known}")
+                raise ClientError(400, f"unknown field {shown(key)}; known fields: {known}")
     params_value, body_value = document.get("params"), document.get("body")
     if params_value is not None and body_value is not None:
         raise ClientError(400, "give params or body, not both")
@@ -278,13 +311,13 @@ def _json_params(value: object, limits: Limits) -> list[tuple[str, str]]:
 def _param_value(value: object, key: str) -> str:
     # The field's name is built only for an error: it cost as much as the rest.
     if isinstance(value, str):
-        return _text(value, f"params[{_show(key)}]") if not value.isascii() else value
+        return _text(value, f"params[{shown(key)}]") if not value.isascii() else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     raise ClientError(
-        400, f"params[{_show(key)}] must be a string, number, boolean or a list of those"
+        400, f"params[{shown(key)}] must be a string, number, boolean or a list of those"
     )
 
 
@@ -300,28 +333,28 @@ def _json_headers(value: object, limits: Limits) -> Headers:
     seen: set[str] = set()
     for name, raw in value.items():
         if not _TOKEN.fullmatch(name):
-            raise ClientError(400, f"header name {_show(name)} is not a valid HTTP token")
+            raise ClientError(400, f"header name {shown(name)} is not a valid HTTP token")
         lower = name.lower()
         if lower in _REFUSED_HEADERS or lower.startswith(_REFUSED_HEADER_PREFIXES):
-            raise ClientError(400, f"header {_show(name)} may not be set by a task")
+            raise ClientError(400, f"header {shown(name)} may not be set by a task")
         if lower in seen:
-            raise ClientError(400, f"header {_show(name)} is given more than once")
+            raise ClientError(400, f"header {shown(name)} is given more than once")
         seen.add(lower)
         if not isinstance(raw, str):
-            raise ClientError(400, f"header {_show(name)} must have a string value")
+            raise ClientError(400, f"header {shown(name)} must have a string value")
         header_value = raw.strip(" \t")
         if _BAD_HEADER_VALUE_CHAR.search(header_value):
             raise ClientError(
                 400,
-                f"header {_show(name)} must be printable ASCII "
+                f"header {shown(name)} must be printable ASCII "
                 "(no CR, LF, NUL or other control characters)",
             )
         size = len(name) + len(header_value)
         if size > limits.task_header_bytes_max:
             raise ClientError(
                 431,
-                f"header {_show(name)} is {size} bytes (name and value); "
-                f"the limit is {limits.task_header_bytes_max}",
+                f"header {shown(name)} is {size} bytes (name and value); "
+                f"the limit is {size_text(limits.task_header_bytes_max)}",
             )
         headers.append((lower, header_value))
     return tuple(headers)
@@ -366,7 +399,8 @@ def _build_spec(
     if len(payload) > limits.task_body_bytes_max:
         raise ClientError(
             413,
-            f"task body is {len(payload)} bytes; the limit is {limits.task_body_bytes_max}",
+            f"task body is {len(payload)} bytes; "
+            f"the limit is {size_text(limits.task_body_bytes_max)}",
         )
     if payload and not any(name == "content-type" for name, _ in headers):
         assert content_type is not None
@@ -397,7 +431,7 @@ def _method(value: object, prefix: str) -> str:
     method = given.upper()
     if not given.isascii() or method not in METHODS:  # "opt\u0131ons".upper() == "OPTIONS"
         allowed = ", ".join(sorted(METHODS))
-        raise ClientError(400, f"{prefix}method must be one of {allowed}, not {_show(value)}")
+        raise ClientError(400, f"{prefix}method must be one of {allowed}, not {shown(value)}")
     return method
 
 
@@ -423,7 +457,7 @@ def _eta_ms(fields: Mapping[str, object], prefix: str, now_ms: int, limits: Limi
         field = prefix + "countdown"
         seconds = _number(countdown, field)
         if seconds < 0:
-            raise ClientError(400, f"{field} must be >= 0 seconds, not {_show(countdown)}")
+            raise ClientError(400, f"{field} must be >= 0 seconds, not {shown(countdown)}")
         ahead_ms = seconds * 1000
     elif eta is not None:
         field = prefix + "eta"
@@ -434,7 +468,7 @@ def _eta_ms(fields: Mapping[str, object], prefix: str, now_ms: int, limits: Limi
     else:
         return now_ms
     if ahead_ms > limits.schedule_ahead_ms_max:  # before round(): seconds * 1000 may be inf
-        days = f"{limits.schedule_ahead_ms_max / 86_400_000:g} days"
+        days = duration_text(limits.schedule_ahead_ms_max)
         raise ClientError(400, f"{field} is more than {days} ahead; the limit is {days}")
     return now_ms + round(seconds * 1000) if countdown is not None else round(seconds * 1000)
 
@@ -468,11 +502,15 @@ def _retry_overrides(
         raise ClientError(400, f"{prefix}min_backoff must not be more than {prefix}max_backoff")
     deadline_ms = overrides.deadline_ms
     if deadline_ms is not None:
-        limit = f"{limits.delivery_deadline_ms_max / 1000:g} seconds"
         if deadline_ms < 1:
             raise ClientError(400, f"{prefix}deadline must be > 0 seconds (at least 0.001)")
         if deadline_ms > limits.delivery_deadline_ms_max:
-            raise ClientError(400, f"{prefix}deadline is over {limit}; the limit is {limit}")
+            limit_ms = limits.delivery_deadline_ms_max
+            raise ClientError(
+                400,
+                f"{prefix}deadline is {deadline_ms / 1000:g} seconds; the limit is "
+                f"{duration_text(limit_ms)} ({limit_ms / 1000:g} seconds)",
+            )
     return overrides
 
 
@@ -482,7 +520,7 @@ def _retry_overrides(
 def _text(value: object, field: str) -> str:
     """A string that can be sent: JSON may hold lone surrogates, which UTF-8 cannot encode."""
     if not isinstance(value, str):
-        raise ClientError(400, f"{field} must be a string, not {_show(value)}")
+        raise ClientError(400, f"{field} must be a string, not {shown(value)}")
     if value.isascii():
         return value  # the common case, without encoding a copy
     try:
@@ -502,7 +540,7 @@ def _number(value: object, field: str) -> float:
         except OverflowError:  # an integer beyond float range
             number = math.inf
     else:
-        raise ClientError(400, f"{field} must be a number of seconds, not {_show(value)}")
+        raise ClientError(400, f"{field} must be a number of seconds, not {shown(value)}")
     if not math.isfinite(number):
         raise ClientError(400, f"{field} must be a finite number of seconds")
     return number
@@ -517,28 +555,18 @@ def _integer(value: object, field: str, minimum: int) -> int:
         except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             number = _INT64_MAX + 1
     else:
-        raise ClientError(400, f"{field} must be an integer, not {_show(value)}")
+        raise ClientError(400, f"{field} must be an integer, not {shown(value)}")
     if not minimum <= number <= _INT64_MAX:
-        raise ClientError(400, f"{field} must be from {minimum} to {_INT64_MAX}")
+        raise ClientError(
+            400, f"{field} must be from {minimum} to {_INT64_MAX} (the largest 64-bit integer)"
+        )
     return number
 
 
 def _duration_ms(value: object, field: str) -> int:
     seconds = _number(value, field)
     if seconds < 0:
-        raise ClientError(400, f"{field} must be >= 0 seconds, not {_show(value)}")
+        raise ClientError(400, f"{field} must be >= 0 seconds, not {shown(value)}")
     if seconds * 1000 > _INT64_MAX:
         raise ClientError(400, f"{field} is too large; the limit is {_INT64_MAX // 1000} seconds")
     return round(seconds * 1000)
-
-
-def _show(value: object) -> str:
-    """A short rendering of client input for an error message (never a huge one)."""
-    if isinstance(value, str):
-        return repr(value[:60]) + ("..." if len(value) > 60 else "")
-    if value is None:
-        return "null"
-    if isinstance(value, bool | int | float):
-        text = repr(value)
-        return text if len(text) <= 60 else text[:60] + "..."
-    return "an object" if isinstance(value, dict) else "a list"

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import ClientError
+from .errors import ClientError, shown
 
 
 class Operation(enum.Enum):
@@ -69,6 +69,11 @@ def route(method: str, target: str) -> Route:
     elif shape == 2 and segments[1].startswith("_") and segments[1][1:] in QUEUE_COMMANDS:
         allowed = {"POST": Operation.QUEUE_COMMAND}
         command = segments[1][1:]
+    elif shape == 2 and segments[1].startswith("_") and method == "POST":
+        # A mistyped command (`_pauze`): POST is not otherwise allowed on `/{queue}/{id}`, so
+        # say what was meant rather than 405 on a "task".
+        known = ", ".join(f"_{name}" for name in QUEUE_COMMANDS)
+        raise ClientError(404, f"unknown queue command {shown(segments[1])}; use {known}")
     elif shape == 2:
         allowed = {"GET": Operation.TASK_INFO, "DELETE": Operation.TASK_CANCEL}
     elif shape == 3 and segments[2] == "rerun":
@@ -83,3 +88,31 @@ def route(method: str, target: str) -> Route:
     return Route(
         operation=chosen, queue=queue, task_id=task_id, command=command, query=query
     )
+
+
+QUEUE_ROUTES: tuple[tuple[str, str, Operation], ...] = (
+    ("POST", "/{queue}", Operation.ENQUEUE),
+    ("GET", "/{queue}", Operation.QUEUE_INFO),
+    ("GET", "/{queue}/{id}", Operation.TASK_INFO),
+    ("DELETE", "/{queue}/{id}", Operation.TASK_CANCEL),
+    ("POST", "/{queue}/{id}/rerun", Operation.TASK_RERUN),
+    *(("POST", f"/{{queue}}/_{name}", Operation.QUEUE_COMMAND) for name in QUEUE_COMMANDS),
+)
+"""The queue paths `route` knows, as (method, path template, operation): what the API docs and
+the OpenAPI description must each list (a test checks both against this and `route`)."""
+
+SHELL_PATHS: dict[str, str] = {
+    "/": "the status page",
+    "/_ui": "the status page",
+    "/_openapi.json": "the OpenAPI description of this API",
+}
+"""Paths the daemon's shell serves itself (GET and HEAD) without asking the node: they need no
+node state (miyamoto/io/static_routes.py)."""
+
+
+def api_routes() -> list[tuple[str, str]]:
+    """Every (method, path template) the node and its shell answer, sorted."""
+    node = [(method, f"/{path}") for path, (method, _) in _NODE_PATHS.items()]
+    queue = [(method, path) for method, path, _ in QUEUE_ROUTES]
+    shell = [("GET", path) for path in SHELL_PATHS]
+    return sorted({*node, *queue, *shell})
