@@ -1,8 +1,10 @@
 """The daemon's command line: `python -m miyamoto.io.node INTERFACE LEADER [options]`.
 
 Parsing only: every value is checked here, so a typo is refused with a usage message before the
-node starts. LEADER (or `--seed HOST:PORT`, for nodes that share one address on different ports)
-names a node already in the cluster, the node itself for the first one.
+node starts. LEADER (or `--seed HOST:PORT[,HOST:PORT...]`, for nodes that share one address on
+different ports) names a node already in the cluster, the node itself for the first one.
+`--data-dir`, `--in-memory` and `--fsync` say where and how the node keeps its state
+(docs/durability.md).
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import __version__
 
 DEFAULT_PORT = 8088
 REPLICAS_MAX = 16
+SEEDS_MAX = 16
+DATA_ROOT = Path("miyamoto-data")
+"""The default data directory is DATA_ROOT/HOST-PORT, under the working directory."""
+FSYNC_MODES = ("always", "off")
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
@@ -51,15 +58,28 @@ class DaemonOptions:
     queues_file: str | None = None
     retention_s: float = 3600.0
     """How long succeeded and cancelled tasks stay visible and their ids deduplicate."""
+    more_seeds: tuple[Address, ...] = ()
+    """--seed's further addresses, tried in turn with the first."""
+    data_dir: Path | None = None
+    """Where the node keeps its state; None: in memory only (--in-memory, or --port 0)."""
+    fsync: str = "always"
 
     @property
     def node_id(self) -> str:
         return str(Address(host=self.interface, port=self.port))
 
     @property
+    def seed_ids(self) -> tuple[str, ...]:
+        """Every node to join through, this node left out unless it is the only one."""
+        given = [str(self.seed or self.leader), *(str(s) for s in self.more_seeds)]
+        others = tuple(dict.fromkeys(s for s in given if s != self.node_id))
+        return others or (self.node_id,)
+
+    @property
     def seed_id(self) -> str:
-        """host:port of the node to join through (this node's own id for the first node)."""
-        return str(self.seed or self.leader)
+        """host:port of the node to join through (this node's own id for the first node: a
+        node founds a cluster only when it is its only seed)."""
+        return self.seed_ids[0]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
@@ -68,15 +88,28 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
     args = parser.parse_args(argv)
     port: int = args.port
     leader = _address(args.leader, default_port=port)
+    seeds: tuple[Address, ...] = args.seed or ()
+    data_dir: Path | None = None
+    if args.data_dir is not None:
+        if port == 0:
+            parser.error("--data-dir: a durable node needs a fixed --port (its id is HOST:PORT)")
+        data_dir = args.data_dir
+    elif not args.in_memory and port != 0:
+        # A free port (0) names a new node every start: nothing to come back to, so no disk.
+        host = f"[{args.interface}]" if ":" in args.interface else args.interface
+        data_dir = DATA_ROOT / f"{host}-{port}"
     return DaemonOptions(
         interface=args.interface,
         port=port,
         leader=leader,
-        seed=args.seed,
+        seed=seeds[0] if seeds else None,
+        more_seeds=seeds[1:],
         replicas=args.replicas,
         replica_delay_s=args.replica_delay,
         queues_file=args.queues,
         retention_s=args.retention,
+        data_dir=data_dir,
+        fsync=args.fsync,
     )
 
 
@@ -101,9 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        metavar="HOST:PORT",
-        type=lambda text: _address(text, default_port=None),
-        help="the node to join through, with its port (overrides LEADER)",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        type=_seeds,
+        help=f"nodes to join through, with their ports, tried in turn (up to {SEEDS_MAX}; "
+        "overrides LEADER; a restarted node rejoins through the members it remembers)",
     )
     parser.add_argument(
         "--replicas",
@@ -127,6 +161,26 @@ def _parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="how long succeeded and cancelled tasks stay visible and their task ids "
         "deduplicate (default 3600; each remembered task costs a few hundred bytes)",
+    )
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        help=f"where the node keeps its state (default {DATA_ROOT}/HOST-PORT under the working "
+        "directory); a node restarted on it comes back as the same member",
+    )
+    storage.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep nothing on disk: a restarted node is a new node (the default with --port 0)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_MODES,
+        default="always",
+        help="always: every commit is fsynced (survives a power cut; default); off: written to "
+        "the OS only (survives a crash of the process, not a power cut)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     return parser
@@ -164,6 +218,13 @@ def _address(text: str, *, default_port: int | None) -> Address:
     if port == 0:
         raise argparse.ArgumentTypeError(f"port 0 names no node: {text!r}")
     return Address(host=host, port=port)
+
+
+def _seeds(text: str) -> tuple[Address, ...]:
+    parts = text.split(",")
+    if len(parts) > SEEDS_MAX:
+        raise argparse.ArgumentTypeError(f"more than {SEEDS_MAX} seeds: {text!r}")
+    return tuple(_address(part.strip(), default_port=None) for part in parts)
 
 
 def _leader(text: str) -> str:

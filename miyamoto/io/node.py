@@ -2,7 +2,8 @@
 
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
 webhook client and the peer links) so tests can run a whole node in their own nursery; `main` is
-the command.
+the command. With a data directory (docs/durability.md) the membership comes back from the store
+and every change of its hard state is committed before the peer messages that follow it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 import trio
 
 from .. import __version__
 from ..logic.limits import Limits
+from ..logic.membership import Membership
 from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, parse_queues_toml
 from .cli import Address, DaemonOptions, parse_args
+from .durable.commit_gate import CommitGate
+from .durable.data_dir import DataDirError
+from .durable.startup import OpenedDataDir, open_data_dir
+from .durable.store import DataFileError, FsyncMode, StoreUnavailable
 from .http_server import ServerSettings, open_api_listeners, serve_api
 from .peer_links import PeerLinks, PeerLinkSettings
 from .runtime import NodeRuntime, wall_clock_ms
@@ -45,13 +52,19 @@ async def serve_node(
     clock_ms: Callable[[], int] = wall_clock_ms,
     server_settings: ServerSettings | None = None,
     peer_link_settings: PeerLinkSettings | None = None,
+    durable: OpenedDataDir | None = None,
+    more_seeds: tuple[str, ...] = (),
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `config.node_id` (host:port) until cancelled; `started(bound_port)`.
 
     Port 0 serves on a free port, and the node's id then names the port actually bound.
+    `durable`: the opened data directory (the caller closes it); None keeps nothing on disk.
+    `more_seeds`: nodes to join through besides `config.seed_id`.
     """
     address = split_node_id(config.node_id)
+    if durable is not None and address.port == 0:
+        raise ValueError("a durable node needs a fixed port: its id is host:port")
     listeners, bound_port = await open_api_listeners(address.host, address.port)
     if bound_port != address.port:
         bound = Address(host=address.host, port=bound_port)
@@ -59,16 +72,28 @@ async def serve_node(
         config = dataclasses.replace(
             config, node_id=str(bound), seed_id=str(bound) if founder else config.seed_id
         )
-    node = Node(config, rng or random.Random(), clock_ms())
+    rng = rng or random.Random()
+    membership = _membership(config, durable, rng, clock_ms())
+    membership.add_seeds(more_seeds)
+    node = Node(config, rng, clock_ms(), membership=membership)
     client = WebhookClient(
         connections_per_destination_max=config.limits.connections_per_destination_max
     )
     # Backoff jitter only: no run replays through the shell, so the OS's randomness is right.
     peer_links = PeerLinks(rng=random.Random(os.urandom(16)), settings=peer_link_settings)
+    gate = None
+    if durable is not None:
+        # What the node starts from is on disk before it says anything (a founder's cluster id).
+        committed = membership.hard_state()
+        if committed != durable.saved:
+            durable.store.commit_hard_state(committed)
+        gate = CommitGate(
+            durable.store, membership.hard_state, peer_links.send, committed=committed
+        )
     runtime = NodeRuntime(
         node,
         deliver=client.deliver,
-        send_peer=peer_links.send,
+        send_peer=peer_links.send if gate is None else gate.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
     )
@@ -76,6 +101,8 @@ async def serve_node(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
+            if gate is not None:
+                await nursery.start(gate.run)
             await nursery.start(runtime.run)
             await nursery.start(
                 partial(serve_api, runtime.answer_api_request, listeners, settings=settings)
@@ -86,12 +113,33 @@ async def serve_node(
             await client.aclose()
 
 
-async def _run_daemon(config: NodeConfig) -> int:
+def _membership(
+    config: NodeConfig, durable: OpenedDataDir | None, rng: random.Random, now_ms: int
+) -> Membership:
+    """The membership as saved in the data directory, or a new one (founding or joining)."""
+    seed_id = config.seed_id or config.node_id
+    if durable is not None and durable.saved is not None:
+        return Membership.restored(
+            durable.saved, seed_id=seed_id, config=config.timing, rng=rng, now_ms=now_ms
+        )
+    return Membership(
+        self_id=config.node_id, seed_id=seed_id, config=config.timing, rng=rng, now_ms=now_ms
+    )
+
+
+async def _run_daemon(
+    config: NodeConfig, durable: OpenedDataDir | None = None, more_seeds: tuple[str, ...] = ()
+) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(partial(serve_node, config))
+                bound_port = await nursery.start(
+                    partial(serve_node, config, durable=durable, more_seeds=more_seeds)
+                )
+            except StoreUnavailable as error:
+                print(f"miyamoto: {error}", file=sys.stderr)
+                return 1
             except OSError as error:
                 print(f"miyamoto: cannot serve on {config.node_id}: {error}", file=sys.stderr)
                 return 1
@@ -143,7 +191,8 @@ garbage without cycles is still freed at once by reference counting."""
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config = node_config(parse_args(argv))
+        options = parse_args(argv)
+        config = node_config(options)
     except (QueueConfigError, OSError, UnicodeDecodeError) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
@@ -151,7 +200,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config)
+    more_seeds = options.seed_ids[1:]
+    if options.data_dir is None:
+        return trio.run(_run_daemon, config, None, more_seeds)
+    try:
+        durable = open_durable(options.data_dir, options.node_id, FsyncMode(options.fsync))
+    except (DataDirError, DataFileError) as error:
+        print(f"miyamoto: {error}", file=sys.stderr)
+        return 1
+    try:
+        return trio.run(_run_daemon, config, durable, more_seeds)
+    finally:
+        durable.close()
+
+
+def open_durable(path: Path, node_id: str, fsync: FsyncMode) -> OpenedDataDir:
+    """The data directory opened for `node_id`, saying what it found on stderr."""
+    durable = open_data_dir(path, node_id=node_id, fsync=fsync)
+    saved = durable.saved
+    if saved is None:
+        found = "new"
+    else:
+        members = ", ".join(m.id for m in saved.committed.members) or "none yet"
+        found = f"member of cluster {saved.cluster_id}, term {saved.term}, members {members}"
+    print(f"miyamoto: data directory {path} ({found})", file=sys.stderr, flush=True)
+    return durable
 
 
 if __name__ == "__main__":
