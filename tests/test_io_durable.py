@@ -219,6 +219,19 @@ async def test_three_nodes_killed_and_restarted_with_their_first_commands_are_on
     assert all(v["term"] > before[first.node_id]["term"] for v in after.values())
 
 
+async def test_a_node_joins_through_the_first_seed_of_its_list_that_answers(
+    tmp_path: Path,
+) -> None:
+    async with durable_nodes(tmp_path) as nodes:
+        first = nodes.define()
+        joiner = nodes.define()
+        nobody = f"127.0.0.1:{free_port()}"  # no node listens there
+        joiner.command += ["--seed", f"{nobody},{first.node_id}"]
+        await nodes.start(first)
+        await nodes.start(joiner)
+        await nodes.converged([first, joiner])
+
+
 # -- refusals -------------------------------------------------------------------------------------
 
 
