@@ -187,3 +187,13 @@ def test_hard_state_survives_the_codec_unchanged() -> None:
         state = m.hard_state()
         assert state.problem() is None
         assert decode_hard_state(encode_hard_state(state)) == state
+
+
+def test_hard_state_follows_every_change_and_is_reused_while_nothing_changes() -> None:
+    m, members = follower()
+    before = m.hard_state()
+    assert m.hard_state() is before  # the shell asks before every message: no new object
+    m.handle_message(vote_request(C, term=2, latest=members), 3 * TIMING.election_timeout_max_ms)
+    after = m.hard_state()
+    assert (after.term, after.voted_for) == (2, members.members[2])
+    assert (before.term, before.voted_for) == (1, None)

@@ -91,7 +91,7 @@ class CommitGate:
 
     def _notice_change(self) -> None:
         state = self._hard_state()
-        if state != self._seen:
+        if state is not self._seen and state != self._seen:
             self._seen = state
             self._generation += 1
             self._work.set()

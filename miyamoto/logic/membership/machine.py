@@ -63,6 +63,8 @@ class Membership:
 
     _more_seeds: tuple[str, ...] = ()
     """Further nodes to join through, taking turns with the seed (`add_seeds`)."""
+    _hard_state_cache: MembershipHardState | None = None
+    """The last `hard_state()`, handed out again while it is still true."""
 
     def __init__(
         self,
@@ -286,8 +288,22 @@ class Membership:
 
     def hard_state(self) -> MembershipHardState:
         """What must be on disk before anything this node sends next may be trusted (Raft's
-        persistent state): the shell commits it whenever it changed, before sending."""
-        return MembershipHardState(
+        persistent state): the shell commits it whenever it changed, before sending.
+
+        The same object while nothing in it changed: the shell asks before every peer message,
+        and building a new one each time was most of that check's cost."""
+        cached = self._hard_state_cache
+        if (
+            cached is not None
+            and cached.term == self._term
+            and cached.latest is self._latest
+            and cached.committed is self._committed
+            and cached.voted_for == self._voted_for
+            and cached.cluster_id == self._cluster_id
+            and cached.incarnation == self._incarnation
+        ):
+            return cached
+        self._hard_state_cache = MembershipHardState(
             cluster_id=self._cluster_id,
             self_id=self._id,
             incarnation=self._incarnation,
@@ -296,6 +312,7 @@ class Membership:
             latest=self._latest,
             committed=self._committed,
         )
+        return self._hard_state_cache
 
     def add_seeds(self, seed_ids: tuple[str, ...]) -> None:
         """More nodes to ask to let this one in, besides the seed (`--seed A,B,C`)."""
