@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import os
 import random
+import re
 import sqlite3
 from pathlib import Path
 
@@ -136,6 +137,16 @@ def test_a_damaged_membership_record_is_refused_not_ignored(tmp_path: Path) -> N
     with sqlite3.connect(tmp_path / STORE_FILE_NAME) as db:
         db.execute("UPDATE membership SET latest = '{\"epoch\": 1}'")
     with pytest.raises(DataFileError, match="damaged membership record: latest"):
+        open_data_dir(tmp_path, node_id=NODE, fsync=FsyncMode.ALWAYS)
+
+
+def test_a_membership_of_another_node_in_this_nodes_file_is_damage(tmp_path: Path) -> None:
+    store = open_store(tmp_path, node_id=NODE, fsync=FsyncMode.ALWAYS)
+    store.commit_hard_state(founder_state())
+    store.close()
+    with sqlite3.connect(tmp_path / STORE_FILE_NAME) as db:
+        db.execute("UPDATE membership SET node_id = '127.0.0.1:1'")
+    with pytest.raises(DataFileError, match=re.escape("the membership is node 127.0.0.1:1's")):
         open_data_dir(tmp_path, node_id=NODE, fsync=FsyncMode.ALWAYS)
 
 

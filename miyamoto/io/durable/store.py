@@ -85,8 +85,9 @@ class CommitStats:
 class Store:
     """An open, checked store file. Use `open_store`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, node_id: str) -> None:
         self.path = path
+        self.node_id = node_id
         self._db = connection
         self.stats = CommitStats()
 
@@ -100,12 +101,19 @@ class Store:
         if row is None:
             return None
         try:
-            return decode_hard_state(dict(zip(MEMBERSHIP_COLUMNS, row, strict=True)))
+            state = decode_hard_state(dict(zip(MEMBERSHIP_COLUMNS, row, strict=True)))
         except RecordError as error:
             raise DataFileError(f"{self.path}: damaged membership record: {error}") from None
+        if state.self_id != self.node_id:
+            raise DataFileError(
+                f"{self.path}: damaged: the membership is node {state.self_id}'s, the file "
+                f"node {self.node_id}'s"
+            )
+        return state
 
     def commit_hard_state(self, state: MembershipHardState) -> None:
         """Write `state` durably (as `--fsync` says) or raise StoreUnavailable, writing nothing."""
+        assert state.self_id == self.node_id, (state.self_id, self.node_id)
         row = encode_hard_state(state)
         placeholders = ", ".join(f":{c}" for c in MEMBERSHIP_COLUMNS)
         started_ns = time.perf_counter_ns()
@@ -181,7 +189,7 @@ def open_store(directory: Path, *, node_id: str, fsync: FsyncMode) -> Store:
     except BaseException:
         db.close()
         raise
-    return Store(path, db)
+    return Store(path, db, node_id=node_id)
 
 
 def _configure(db: sqlite3.Connection, path: Path, fsync: FsyncMode) -> None:
