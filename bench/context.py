@@ -139,7 +139,10 @@ class BenchContext:
         service = launcher.start(
             name,
             python_module_command(
-                NODE_MODULE, ["127.0.0.1", leader, "--port", str(port), *(extra_args or [])]
+                NODE_MODULE,
+                # In memory: ports are drawn afresh each run, and a data directory left by an
+                # earlier run on the same port would bring back that run's cluster.
+                ["127.0.0.1", leader, "--port", str(port), "--in-memory", *(extra_args or [])],
             ),
             cpu=cpu,
         )

@@ -88,7 +88,7 @@ class LocalCluster:
     async def start_node(self, seed: NodeProcess | None = None) -> NodeProcess:
         port = free_port()
         command = [sys.executable, "-m", "miyamoto.io.node", "127.0.0.1", "127.0.0.1"]
-        command += ["--port", str(port), "--replica-delay", str(REPLICA_DELAY_S)]
+        command += ["--port", str(port), "--replica-delay", str(REPLICA_DELAY_S), "--in-memory"]
         if seed is not None:
             command += ["--seed", seed.node_id]
         log_path = self.log_dir / f"node-{port}.log"

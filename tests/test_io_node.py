@@ -209,7 +209,8 @@ def test_the_daemon_says_why_it_cannot_serve() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "miyamoto.io.node", "127.0.0.1", "127.0.0.1", f"--port={port}"],
+            [sys.executable, "-m", "miyamoto.io.node", "127.0.0.1", "127.0.0.1", f"--port={port}",
+             "--in-memory"],
             cwd=REPO,
             capture_output=True,
             timeout=TEST_TIMEOUT_S,

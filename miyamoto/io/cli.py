@@ -1,8 +1,10 @@
 """The daemon's command line: `python -m miyamoto.io.node INTERFACE LEADER [options]`.
 
 Parsing only: every value is checked here, so a typo is refused with a usage message before the
-node starts. LEADER (or `--seed HOST:PORT`, for nodes that share one address on different ports)
-names a node already in the cluster, the node itself for the first one.
+node starts. LEADER (or `--seed HOST:PORT[,HOST:PORT...]`, for nodes that share one address on
+different ports) names a node already in the cluster, the node itself for the first one.
+`--data-dir`, `--in-memory` and `--fsync` say where and how the node keeps its state
+(docs/durability.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import __version__
 from ..logic.destinations import IpNetwork, parse_networks
@@ -23,6 +26,10 @@ from .logs import LOG_FORMATS, LOG_LEVELS
 DEFAULT_PORT = 8088
 REPLICAS_MAX = 16
 _TIMING = ClusterTiming()
+SEEDS_MAX = 16
+DATA_ROOT = Path("miyamoto-data")
+"""The default data directory is DATA_ROOT/HOST-PORT, under the working directory."""
+FSYNC_MODES = ("always", "off")
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
@@ -79,6 +86,11 @@ class DaemonOptions:
     def bind_address(self) -> Address:
         """Where to serve."""
         return Address(host=self.interface, port=self.port)
+    more_seeds: tuple[Address, ...] = ()
+    """--seed's further addresses, tried in turn with the first."""
+    data_dir: Path | None = None
+    """Where the node keeps its state; None: in memory only (--in-memory, or --port 0)."""
+    fsync: str = "always"
 
     @property
     def node_id(self) -> str:
@@ -86,12 +98,21 @@ class DaemonOptions:
         return str(self.advertise or self.bind_address)
 
     @property
+    def seed_ids(self) -> tuple[str, ...]:
+        """Every node to join through, this node left out unless it is the only one."""
+        given = [
+            # LEADER or --seed may name this node by the address it serves on
+            str(self.advertise if self.advertise is not None and s == self.bind_address else s)
+            for s in (self.seed or self.leader, *self.more_seeds)
+        ]
+        others = tuple(dict.fromkeys(s for s in given if s != self.node_id))
+        return others or (self.node_id,)
+
+    @property
     def seed_id(self) -> str:
-        """host:port of the node to join through (this node's own id for the first node)."""
-        seed = self.seed or self.leader
-        if self.advertise is not None and seed == self.bind_address:
-            return str(self.advertise)  # LEADER named this node by the address it serves on
-        return str(seed)
+        """host:port of the node to join through (this node's own id for the first node: a
+        node founds a cluster only when it is its only seed)."""
+        return self.seed_ids[0]
 
     def timing(self) -> ClusterTiming:
         return ClusterTiming(
@@ -108,11 +129,22 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
     args = parser.parse_args(argv)
     port: int = args.port
     leader = _address(args.leader, default_port=port)
+    seeds: tuple[Address, ...] = args.seed or ()
+    data_dir: Path | None = None
+    if args.data_dir is not None:
+        if port == 0:
+            parser.error("--data-dir: a durable node needs a fixed --port (its id is HOST:PORT)")
+        data_dir = args.data_dir
+    elif not args.in_memory and port != 0:
+        # A free port (0) names a new node every start: nothing to come back to, so no disk.
+        host = f"[{args.interface}]" if ":" in args.interface else args.interface
+        data_dir = DATA_ROOT / f"{host}-{port}"
     options = DaemonOptions(
         interface=args.interface,
         port=port,
         leader=leader,
-        seed=args.seed,
+        seed=seeds[0] if seeds else None,
+        more_seeds=seeds[1:],
         replicas=args.replicas,
         replica_delay_s=args.replica_delay,
         queues_file=args.queues,
@@ -131,6 +163,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         election_timeout_min_s=args.election_timeout_min,
         election_timeout_max_s=args.election_timeout_max,
         member_timeout_s=args.member_timeout,
+        data_dir=data_dir,
+        fsync=args.fsync,
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -181,9 +215,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        metavar="HOST:PORT",
-        type=lambda text: _address(text, default_port=None),
-        help="the node to join through, with its port (overrides LEADER)",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        type=_seeds,
+        help=f"nodes to join through, with their ports, tried in turn (up to {SEEDS_MAX}; "
+        "overrides LEADER; a restarted node rejoins through the members it remembers)",
     )
     parser.add_argument(
         "--replicas",
@@ -216,6 +251,26 @@ def _parser() -> argparse.ArgumentParser:
         help="peers sign and check every /_peer batch with this key (one key a line: the first "
         "signs, all verify, for rotation); or set MIYAMOTO_CLUSTER_KEY. Without a key any "
         "host that reaches the port can act as a peer",
+    )
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        help=f"where the node keeps its state (default {DATA_ROOT}/HOST-PORT under the working "
+        "directory); a node restarted on it comes back as the same member",
+    )
+    storage.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep nothing on disk: a restarted node is a new node (the default with --port 0)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_MODES,
+        default="always",
+        help="always: every commit is fsynced (survives a power cut; default); off: written to "
+        "the OS only (survives a crash of the process, not a power cut)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)
@@ -340,6 +395,13 @@ def _address(text: str, *, default_port: int | None) -> Address:
     if port == 0:
         raise argparse.ArgumentTypeError(f"port 0 names no node: {text!r}")
     return Address(host=host, port=port)
+
+
+def _seeds(text: str) -> tuple[Address, ...]:
+    parts = text.split(",")
+    if len(parts) > SEEDS_MAX:
+        raise argparse.ArgumentTypeError(f"more than {SEEDS_MAX} seeds: {text!r}")
+    return tuple(_address(part.strip(), default_port=None) for part in parts)
 
 
 def _leader(text: str) -> str:

@@ -3,7 +3,9 @@
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
 webhook client, the peer links, and what watches them: metrics, logs, /_ready) so tests can run
 a whole node in their own nursery; `main` is the command: it sets up logging, serves, reloads
-the queues file on SIGHUP and stops on SIGINT or SIGTERM.
+the queues file on SIGHUP and stops on SIGINT or SIGTERM. With a data directory
+(docs/durability.md) the membership comes back from the store and every change of its hard
+state is committed before the peer messages that follow it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 import trio
 
@@ -25,10 +28,15 @@ from .. import __version__
 from ..logic.api_tokens import ApiTokens, TokensFileError
 from ..logic.destinations import DestinationPolicy
 from ..logic.limits import Limits
+from ..logic.membership import Membership
 from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, QueuesConfig, parse_queues_toml
 from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
+from .durable.commit_gate import CommitGate
+from .durable.data_dir import DataDirError
+from .durable.startup import OpenedDataDir, open_data_dir
+from .durable.store import DataFileError, FsyncMode, StoreUnavailable
 from .http_server import (
     PeerHandler,
     RequestHandler,
@@ -79,6 +87,8 @@ async def serve_node(
     cluster_keys: ClusterKeys | None = None,
     on_peer_endpoint: Callable[[PeerEndpoint], None] | None = None,
     deliver: Deliver | None = None,
+    durable: OpenedDataDir | None = None,
+    more_seeds: tuple[str, ...] = (),
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
@@ -92,9 +102,13 @@ async def serve_node(
     delivery is signed. With `cluster_keys`, peer batches are signed and checked (peer_auth.py).
     `on_peer_endpoint` is given the `/_peer` endpoint, whose counters `GET /_cluster` is to show.
     `deliver` replaces the webhook client (tests that must reach no webhook pass their own).
+    `durable`: the opened data directory (the caller closes it); None keeps nothing on disk.
+    `more_seeds`: nodes to join through besides `config.seed_id`.
     Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = bind or split_node_id(config.node_id)
+    if durable is not None and address.port == 0:
+        raise ValueError("a durable node needs a fixed port: its id is host:port")
     listeners, bound_port = await open_api_listeners(address.host, address.port)
     if bound_port != address.port and bind is None:
         bound = Address(host=address.host, port=bound_port)
@@ -102,7 +116,10 @@ async def serve_node(
         config = dataclasses.replace(
             config, node_id=str(bound), seed_id=str(bound) if founder else config.seed_id
         )
-    node = Node(config, rng or random.Random(), clock_ms())
+    rng = rng or random.Random()
+    membership = _membership(config, durable, rng, clock_ms())
+    membership.add_seeds(more_seeds)
+    node = Node(config, rng, clock_ms(), membership=membership)
     client = WebhookClient(
         connections_per_destination_max=config.limits.connections_per_destination_max,
         guard=SsrfGuard(_with_own_addresses(config.destinations, listeners)),
@@ -118,6 +135,15 @@ async def serve_node(
     peer_links = PeerLinks(
         rng=random.Random(os.urandom(16)), settings=peer_link_settings, signer=signer
     )
+    gate = None
+    if durable is not None:
+        # What the node starts from is on disk before it says anything (a founder's cluster id).
+        committed = membership.hard_state()
+        if committed != durable.saved:
+            durable.store.commit_hard_state(committed)
+        gate = CommitGate(
+            durable.store, membership.hard_state, peer_links.send, committed=committed
+        )
     node_metrics = (
         NodeMetrics(node, peer_stats=peer_links.stats, clock_ms=clock_ms) if metrics else None
     )
@@ -125,7 +151,7 @@ async def serve_node(
     runtime = NodeRuntime(
         node,
         deliver=deliver or client.deliver,
-        send_peer=peer_links.send,
+        send_peer=peer_links.send if gate is None else gate.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
         observe=watch.observe,
@@ -149,6 +175,8 @@ async def serve_node(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
+            if gate is not None:
+                await nursery.start(gate.run)
             await nursery.start(runtime.run)
             await nursery.start(
                 partial(
@@ -166,6 +194,20 @@ async def serve_node(
     finally:
         with trio.CancelScope(shield=True):
             await client.aclose()
+
+
+def _membership(
+    config: NodeConfig, durable: OpenedDataDir | None, rng: random.Random, now_ms: int
+) -> Membership:
+    """The membership as saved in the data directory, or a new one (founding or joining)."""
+    seed_id = config.seed_id or config.node_id
+    if durable is not None and durable.saved is not None:
+        return Membership.restored(
+            durable.saved, seed_id=seed_id, config=config.timing, rng=rng, now_ms=now_ms
+        )
+    return Membership(
+        self_id=config.node_id, seed_id=seed_id, config=config.timing, rng=rng, now_ms=now_ms
+    )
 
 
 def _with_own_addresses(
@@ -203,11 +245,16 @@ def reload_queues(path: str, limits: Limits) -> QueuesConfig | None:
     return None
 
 
-async def _run_daemon(config: NodeConfig, options: DaemonOptions, security: _Security) -> int:
+async def _run_daemon(
+    config: NodeConfig,
+    options: DaemonOptions,
+    security: _Security,
+    durable: OpenedDataDir | None = None,
+) -> int:
     """Serve until SIGINT or SIGTERM, reloading the queues file on SIGHUP; the exit status."""
     crashes: list[BaseException] = []
     try:
-        return await _serve_until_signal(config, options, security)
+        return await _serve_until_signal(config, options, security, durable)
     except* NodeCrashed as crashed:
         crashes.extend(crashed.exceptions)
     print(f"miyamoto: stopped: {crashes[0]} (a bug; see the log)", file=sys.stderr, flush=True)
@@ -215,7 +262,10 @@ async def _run_daemon(config: NodeConfig, options: DaemonOptions, security: _Sec
 
 
 async def _serve_until_signal(
-    config: NodeConfig, options: DaemonOptions, security: _Security
+    config: NodeConfig,
+    options: DaemonOptions,
+    security: _Security,
+    durable: OpenedDataDir | None,
 ) -> int:
     send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
     serve = partial(
@@ -228,11 +278,16 @@ async def _serve_until_signal(
         api_tokens=security.api_tokens,
         signing_keys=security.signing_keys,
         cluster_keys=security.cluster_keys,
+        durable=durable,
+        more_seeds=options.seed_ids[1:],
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
                 bound_port = await nursery.start(serve)
+            except StoreUnavailable as error:
+                log.error("%s", error)
+                return 1
             except OSError as error:
                 log.error("cannot serve on %s: %s", options.bind_address, error)
                 return 1
@@ -240,7 +295,7 @@ async def _serve_until_signal(
             url_host = f"[{host}]" if ":" in host else host
             log.info(
                 "miyamoto %s serving on http://%s:%d (node %s, joining through %s, %d replicas, "
-                "queues %s, no data directory: tasks are kept in memory)",
+                "queues %s, %s)",
                 __version__,
                 url_host,
                 bound_port,
@@ -248,6 +303,10 @@ async def _serve_until_signal(
                 config.seed_id,
                 config.replicas,
                 options.queues_file or "with default settings",
+                "no data directory: nothing is kept on disk"
+                if options.data_dir is None
+                else f"data directory {options.data_dir}: the membership is kept on disk, "
+                "tasks in memory",
             )
             if security.api_tokens is None and not _is_loopback(host):
                 log.warning(
@@ -383,7 +442,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(warning, file=sys.stderr, flush=True)
     configure_logging(options.log_level, options.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
-    return trio.run(_run_daemon, config, options, security)
+    if options.data_dir is None:
+        return trio.run(_run_daemon, config, options, security)
+    try:
+        durable = open_durable(options.data_dir, options.node_id, FsyncMode(options.fsync))
+    except (DataDirError, DataFileError) as error:
+        print(f"miyamoto: {error}", file=sys.stderr)
+        return 1
+    try:
+        return trio.run(_run_daemon, config, options, security, durable)
+    finally:
+        durable.close()
+
+
+def open_durable(path: Path, node_id: str, fsync: FsyncMode) -> OpenedDataDir:
+    """The data directory opened for `node_id`, saying what it found on stderr."""
+    durable = open_data_dir(path, node_id=node_id, fsync=fsync)
+    saved = durable.saved
+    if saved is None:
+        found = "new"
+    else:
+        members = ", ".join(m.id for m in saved.committed.members) or "none yet"
+        found = f"member of cluster {saved.cluster_id}, term {saved.term}, members {members}"
+    print(f"miyamoto: data directory {path} ({found})", file=sys.stderr, flush=True)
+    return durable
 
 
 if __name__ == "__main__":

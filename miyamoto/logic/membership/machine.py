@@ -5,10 +5,12 @@ check-quorum, single-member changes), with the member list in the place of the l
 version (epoch_term, epoch) is compared the way Raft compares (last log term, last log index).
 docs/cluster.md states every rule; this module follows it, one step function per role.
 
-There is no disk. A restarted process is a new incarnation that remembers nothing, so it must not
-count as the process it replaces: member lists name (id, incarnation), votes and acknowledgements
-count only from the incarnation the counter's list names, and a new incarnation of a known id
-becomes a member again only through removal of the old one and a fresh join.
+Without a disk (`--in-memory`), a restarted process is a new incarnation that remembers nothing,
+so it must not count as the process it replaces: member lists name (id, incarnation), votes and
+acknowledgements count only from the incarnation the counter's list names, and a new incarnation
+of a known id becomes a member again only through removal of the old one and a fresh join. With
+a data directory the shell commits `hard_state()` before sending, and `restored` brings back the
+same member (docs/durability.md).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..messages import (
     VoteResponse,
     is_node_id,
 )
+from ..persistence import MembershipHardState
 from .timing import ClusterTiming
 from .view import ClusterView, MembershipStats, MemberState, MemberView, Role
 
@@ -66,6 +69,11 @@ class Membership:
     A node started with `seed_id == self_id` founds a cluster of one and leads it (term 1,
     epoch 1); any other node joins through its seed.
     """
+
+    _more_seeds: tuple[str, ...] = ()
+    """Further nodes to join through, taking turns with the seed (`add_seeds`)."""
+    _hard_state_cache: MembershipHardState | None = None
+    """The last `hard_state()`, handed out again while it is still true."""
 
     def __init__(
         self,
@@ -290,6 +298,92 @@ class Membership:
     @property
     def incarnation(self) -> int:
         return self._incarnation
+
+    # -- durability (docs/durability.md) ---------------------------------------------------------
+
+    def hard_state(self) -> MembershipHardState:
+        """What must be on disk before anything this node sends next may be trusted (Raft's
+        persistent state): the shell commits it whenever it changed, before sending.
+
+        The same object while nothing in it changed: the shell asks before every peer message,
+        and building a new one each time was most of that check's cost."""
+        cached = self._hard_state_cache
+        if (
+            cached is not None
+            and cached.term == self._term
+            and cached.latest is self._latest
+            and cached.committed is self._committed
+            and cached.voted_for == self._voted_for
+            and cached.cluster_id == self._cluster_id
+            and cached.incarnation == self._incarnation
+        ):
+            return cached
+        self._hard_state_cache = MembershipHardState(
+            cluster_id=self._cluster_id,
+            self_id=self._id,
+            incarnation=self._incarnation,
+            term=self._term,
+            voted_for=self._voted_for,
+            latest=self._latest,
+            committed=self._committed,
+        )
+        return self._hard_state_cache
+
+    def add_seeds(self, seed_ids: tuple[str, ...]) -> None:
+        """More nodes to ask to let this one in, besides the seed (`--seed A,B,C`)."""
+        assert all(is_node_id(s) for s in seed_ids), seed_ids
+        assert len(seed_ids) <= MEMBERS_MAX, seed_ids
+        self._more_seeds = tuple(sorted(set(seed_ids) - {self._id}))
+
+    @classmethod
+    def restored(
+        cls,
+        saved: MembershipHardState,
+        *,
+        seed_id: str,
+        config: ClusterTiming,
+        rng: random.Random,
+        now_ms: int,
+    ) -> Membership:
+        """The same member again after a restart, from the hard state it committed.
+
+        It keeps its incarnation, term, vote and member lists, so it never votes twice in a
+        term and its votes and acknowledgements still count. It does not found a cluster
+        whatever `seed_id` says: a member of the newest list it knows waits for that list's
+        leader (or elects one); a node not in it joins through its seed and every member it
+        remembers."""
+        assert saved.problem() is None, (saved.problem(), saved)
+        membership = cls(
+            self_id=saved.self_id, seed_id=seed_id, config=config, rng=rng, now_ms=now_ms
+        )
+        membership._take_hard_state(saved, now_ms)
+        membership._check_invariants()
+        return membership
+
+    def _take_hard_state(self, saved: MembershipHardState, now_ms: int) -> None:
+        # Whatever the constructor decided (it may have founded a cluster) is replaced.
+        self._incarnation = saved.incarnation
+        self._me = Member(id=self._id, incarnation=saved.incarnation)
+        self._cluster_id = saved.cluster_id
+        self._set_term(saved.term)
+        self._voted_for = saved.voted_for
+        self._latest = saved.latest
+        self._committed = saved.committed
+        self._leader = None
+        self._heard_leader_ms = _NEVER_MS
+        self._clear_leader_state()
+        self._term_floor = saved.term
+        self._epoch_floor = saved.committed.epoch
+        if self._latest.has(self._id, self._incarnation):
+            # A member: follow whoever leads, or campaign once the election timer fires.
+            self._role = Role.FOLLOWER
+            self._join_due_ms = None
+            self._reset_election_timer(now_ms)
+        else:
+            self._role = Role.JOINING
+            self._join_attempts = 0
+            self._join_hint = None
+            self._join_due_ms = now_ms
 
     # -- receiving: the checks every message passes (Raft's §5.1 term rules) --------------------
 
@@ -905,7 +999,8 @@ class Membership:
         """The leader we were told of, taking turns with the seed and every member we know,
         so a join gets through any live member."""
         others = sorted(
-            ({self._seed} | set(self._latest.ids) | set(self._committed.ids)) - {self._id}
+            ({self._seed, *self._more_seeds} | set(self._latest.ids) | set(self._committed.ids))
+            - {self._id}
         )
         hint = self._join_hint
         if hint is not None and hint != self._id and (self._join_attempts % 2 == 0 or not others):

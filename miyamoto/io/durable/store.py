@@ -1,0 +1,252 @@
+"""The node's SQLite file: opened and checked at start, then written one transaction at a time.
+
+One file, `miyamoto.sqlite3` in the data directory, in WAL mode: a commit appends to the log
+and (with `--fsync always`) fsyncs it, the cheapest durable write SQLite has. `--fsync off`
+leaves the writing to the OS: it survives a crash of the process, not a power cut.
+
+Opening refuses, with a message naming the file, anything it cannot trust: a file that is not
+a database or is damaged, a file of a newer format, a file of another node. It never starts
+empty in place of data it could not read. Writing errors (disk full, I/O error) surface as
+`StoreUnavailable`, which a caller answers with 507.
+
+Not thread-safe: one writer at a time (`commit_gate.CommitGate` runs commits in a worker thread,
+one after another).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ...logic.persistence import (
+    FORMAT_VERSION,
+    MEMBERSHIP_COLUMNS,
+    MembershipHardState,
+    RecordError,
+    decode_hard_state,
+    encode_hard_state,
+)
+
+STORE_FILE_NAME: Final = "miyamoto.sqlite3"
+BUSY_TIMEOUT_S: Final = 5.0
+"""Only this process opens the file (the directory lock), so waiting means something is wrong."""
+
+SCHEMA: Final = (
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) STRICT""",
+    """CREATE TABLE membership (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cluster_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        incarnation TEXT NOT NULL,
+        term INTEGER NOT NULL,
+        voted_for TEXT,
+        latest TEXT NOT NULL,
+        committed TEXT NOT NULL
+    ) STRICT""",
+)
+"""Phase 1's tables (docs/durability.md has phase 2's). `meta` holds format_version, node_id,
+cluster_id and created_ms; `membership` one row, the hard state."""
+
+
+class FsyncMode(enum.Enum):
+    ALWAYS = "always"
+    """Every commit is fsynced before it counts (survives a power cut)."""
+    OFF = "off"
+    """Commits are handed to the OS only (survive a process crash, not a power cut)."""
+
+
+class DataFileError(Exception):
+    """The file cannot be used at start; `str()` names it and says what is wrong."""
+
+
+class StoreUnavailable(Exception):
+    """A commit failed: nothing of it is on disk. `str()` says why, for a 507 answer."""
+
+    http_status: Final = 507
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitStats:
+    commits: int = 0
+    last_commit_ms: int | None = None
+    """Wall-clock time the last commit finished."""
+    last_commit_latency_us: int | None = None
+    """How long it took, fsync included."""
+
+
+class Store:
+    """An open, checked store file. Use `open_store`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, node_id: str) -> None:
+        self.path = path
+        self.node_id = node_id
+        self._db = connection
+        self.stats = CommitStats()
+
+    def load_hard_state(self) -> MembershipHardState | None:
+        """The membership state last committed, or None if none was (a new file)."""
+        columns = ", ".join(MEMBERSHIP_COLUMNS)
+        try:
+            row = self._db.execute(f"SELECT {columns} FROM membership WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise DataFileError(f"{self.path}: cannot read the membership: {error}") from None
+        if row is None:
+            return None
+        try:
+            state = decode_hard_state(dict(zip(MEMBERSHIP_COLUMNS, row, strict=True)))
+        except RecordError as error:
+            raise DataFileError(f"{self.path}: damaged membership record: {error}") from None
+        if state.self_id != self.node_id:
+            raise DataFileError(
+                f"{self.path}: damaged: the membership is node {state.self_id}'s, the file "
+                f"node {self.node_id}'s"
+            )
+        return state
+
+    def commit_hard_state(self, state: MembershipHardState) -> None:
+        """Write `state` durably (as `--fsync` says) or raise StoreUnavailable, writing nothing."""
+        assert state.self_id == self.node_id, (state.self_id, self.node_id)
+        row = encode_hard_state(state)
+        placeholders = ", ".join(f":{c}" for c in MEMBERSHIP_COLUMNS)
+        started_ns = time.perf_counter_ns()
+        try:
+            with self._transaction():
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO membership (id, {', '.join(MEMBERSHIP_COLUMNS)}) "
+                    f"VALUES (1, {placeholders})",
+                    row,
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('cluster_id', ?)",
+                    (str(state.cluster_id),),
+                )
+        except (sqlite3.Error, OSError) as error:
+            raise StoreUnavailable(describe_write_error(self.path, error)) from error
+        self.stats = CommitStats(
+            commits=self.stats.commits + 1,
+            last_commit_ms=time.time_ns() // 1_000_000,
+            last_commit_latency_us=(time.perf_counter_ns() - started_ns) // 1000,
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (then the error goes on)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+
+def describe_write_error(path: Path, error: sqlite3.Error | OSError) -> str:
+    """Why a write to `path` failed, in words a user can act on."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    full = primary == sqlite3.SQLITE_FULL or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    )
+    if full:
+        return f"the disk holding {path} is full: the task store cannot take more"
+    if primary == sqlite3.SQLITE_IOERR or isinstance(error, OSError):
+        return f"I/O error writing {path}: {error}"
+    return f"cannot write {path}: {error}"
+
+
+def open_store(directory: Path, *, node_id: str, fsync: FsyncMode) -> Store:
+    """Open (or create) the store in `directory`, for node `node_id`; DataFileError if the file
+    cannot be trusted. The directory must be locked by this process (`data_dir.lock_data_dir`)."""
+    path = directory / STORE_FILE_NAME
+    try:
+        db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error as error:
+        raise DataFileError(f"{path}: cannot open: {error}") from None
+    try:
+        _configure(db, path, fsync)
+        _check_or_create(db, path, node_id)
+    except BaseException:
+        db.close()
+        raise
+    return Store(path, db, node_id=node_id)
+
+
+def _configure(db: sqlite3.Connection, path: Path, fsync: FsyncMode) -> None:
+    try:
+        # The first read of the file: garbage fails here ("file is not a database").
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        synchronous = "FULL" if fsync is FsyncMode.ALWAYS else "OFF"
+        db.execute(f"PRAGMA synchronous = {synchronous}")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as error:
+        raise DataFileError(f"{path}: not a readable SQLite database: {error}") from None
+    if mode != "wal":
+        raise DataFileError(f"{path}: cannot use a write-ahead log (journal mode is {mode})")
+    if problems != ["ok"]:
+        raise DataFileError(f"{path}: the database is damaged: {'; '.join(problems[:3])}")
+
+
+def _check_or_create(db: sqlite3.Connection, path: Path, node_id: str) -> None:
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            with _Transaction(db):
+                for statement in SCHEMA:
+                    db.execute(statement)
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("format_version", str(FORMAT_VERSION)),
+                        ("node_id", node_id),
+                        ("cluster_id", "0"),
+                        ("created_ms", str(time.time_ns() // 1_000_000)),
+                    ],
+                )
+            return
+        if "meta" not in tables:
+            raise DataFileError(f"{path}: not a Miyamoto data file (it has no meta table)")
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as error:
+        raise DataFileError(f"{path}: cannot read: {error}") from None
+    version_text = str(meta.get("format_version", ""))
+    if not version_text.isdigit():
+        raise DataFileError(f"{path}: not a Miyamoto data file (no format version)")
+    version = int(version_text)
+    if version > FORMAT_VERSION:
+        raise DataFileError(
+            f"{path}: written by a newer Miyamoto (data format {version}; this version reads "
+            f"format {FORMAT_VERSION} and older): upgrade Miyamoto, or start with another "
+            "--data-dir"
+        )
+    if version < 1:
+        raise DataFileError(f"{path}: unknown data format {version}")
+    owner = meta.get("node_id")
+    if owner != node_id:
+        raise DataFileError(
+            f"{path}: belongs to node {owner} of cluster {meta.get('cluster_id', '?')}, not to "
+            f"this node {node_id}: each node needs its own --data-dir"
+        )
+    if "membership" not in tables:
+        raise DataFileError(f"{path}: damaged: the membership table is missing")
