@@ -8,13 +8,15 @@ the node's insides change; the ones that must reach inside say which method they
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from dataclasses import dataclass, replace
 
-from miyamoto.logic.actions import Action, SendPeerMessage, StartDelivery
+from miyamoto.logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
 from miyamoto.logic.config import NodeConfig
 from miyamoto.logic.events import Event, PeerMessageReceived
+from miyamoto.logic.http import json_response
 from miyamoto.logic.membership import Membership
 from miyamoto.logic.messages import Envelope, Outgoing, VoteRequest, VoteResponse
 from miyamoto.logic.node import MembershipLayer, Node
@@ -24,12 +26,13 @@ from miyamoto.logic.queues import Queues, QueueState
 from miyamoto.logic.replica_messages import (
     CancelResult,
     CancelTask,
+    Finished,
     Holders,
     StoreAck,
     StoreCopy,
     TaskCopy,
 )
-from miyamoto.logic.task import TaskSpec, TaskState
+from miyamoto.logic.task import Task, TaskSpec, TaskState
 
 from .checkers import Anomaly
 
@@ -230,6 +233,63 @@ class IgnoresConcurrency(_SwapsQueueStates):
     queue_state_class = UncappedQueue
 
 
+class RepairsNothing(Node):
+    """Never makes a copy again: a task whose holders die keeps the copies it has left.
+    (Bends `_repair` and `_remake_copies`.)"""
+
+    def _repair(self, now_ms: int, actions: list[Action]) -> None:
+        self._repair_at_ms = None
+
+    def _remake_copies(
+        self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        return
+
+
+class MiscountsReplicas(Node):
+    """Places one task in eight on its first holder only, and still answers that R copies
+    are stored. (Bends `_placement`; the answer is rewritten on its way out of `handle()`.)"""
+
+    def _placement(self, key: str) -> list[str]:
+        nodes = super()._placement(key)
+        return nodes[:1] if doomed(key.partition("/")[2]) else nodes
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        return [self._claim_r_copies(action) for action in super().handle(event, now_ms)]
+
+    def _claim_r_copies(self, action: Action) -> Action:
+        if not isinstance(action, SendApiResponse) or action.response.status != 200:
+            return action
+        try:
+            document = json.loads(action.response.body)
+        except ValueError:
+            return action
+        if not isinstance(document, dict) or document.get("status") != "scheduled":
+            return action
+        document["replicas"] = self.config.replicas
+        return replace(action, response=json_response(200, document))
+
+
+class DropsFinishNotices(Node):
+    """Never tells the other holders that a task finished: they learn it only when they ask
+    before firing their own copy."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        return [
+            a
+            for a in super().handle(event, now_ms)
+            if not (isinstance(a, SendPeerMessage) and isinstance(a.envelope.message, Finished))
+        ]
+
+
+class IgnoresCopyDelay(Node):
+    """Every copy of a task is due at its ETA: the replica delay is ignored.
+    (Bends `_copy_due_ms`.)"""
+
+    def _copy_due_ms(self, eta_ms: int, created_ms: int, index: int) -> int:
+        return super()._copy_due_ms(eta_ms, created_ms, 0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
     node_class: type[Node]
@@ -288,6 +348,30 @@ CANARIES: dict[str, Canary] = {
         description="a capped queue starts deliveries however many are in flight",
         caught_as=Anomaly.CONCURRENCY,
         scenario="rate_limited",
+    ),
+    "repairs_nothing": Canary(
+        node_class=RepairsNothing,
+        description="never makes a copy again after a holder dies (repair off)",
+        caught_as=Anomaly.LOST,
+        scenario="crash_restart",
+    ),
+    "miscounts_replicas": Canary(
+        node_class=MiscountsReplicas,
+        description="places some tasks on one holder and answers that R copies are stored",
+        caught_as=Anomaly.LOST,
+        scenario="calm",
+    ),
+    "drops_finish_notices": Canary(
+        node_class=DropsFinishNotices,
+        description="never tells the other holders that a task finished",
+        caught_as=Anomaly.DUPLICATED,
+        scenario="calm",
+    ),
+    "ignores_copy_delay": Canary(
+        node_class=IgnoresCopyDelay,
+        description="every copy of a task is due at its ETA (no replica delay)",
+        caught_as=Anomaly.DUPLICATED,
+        scenario="calm",
     ),
     "votes_twice": Canary(
         node_class=VotesTwice,
