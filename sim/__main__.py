@@ -152,6 +152,7 @@ def _summary(result: RunResult) -> None:
         f"lost_all_holders={r.lost_all_holders} "
         + (f"quorum_lost=yes lost_no_quorum={r.lost_no_quorum} " if r.quorum_lost else "")
         + f"duplicated={r.duplicated_explained}/{r.duplicated_unexplained} (explained/unexplained) "
+        f"under_replicated={r.under_replicated} dead_letters={r.dead_letters} "
         f"early={r.early} late={r.late} cancelled={r.cancelled} elections={r.elections} "
         f"settled_after_heal={converged}"
     )

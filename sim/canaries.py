@@ -290,6 +290,26 @@ class IgnoresCopyDelay(Node):
         return super()._copy_due_ms(eta_ms, created_ms, 0)
 
 
+class IgnoresRetryLimits(Node):
+    """Retries every task for ever, whatever its queue's retry and age limits say."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        queues = config.queues_config
+        unlimited = tuple(
+            (name, replace(queue, retry=replace(queue.retry, retry_limit=-1, age_limit_ms=0)))
+            for name, queue in queues.queues
+        )
+        config = replace(config, queues=QueuesConfig(default=queues.default, queues=unlimited))
+        super().__init__(config, rng, now_ms, membership=membership)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
     node_class: type[Node]
@@ -372,6 +392,12 @@ CANARIES: dict[str, Canary] = {
         description="every copy of a task is due at its ETA (no replica delay)",
         caught_as=Anomaly.DUPLICATED,
         scenario="calm",
+    ),
+    "ignores_retry_limits": Canary(
+        node_class=IgnoresRetryLimits,
+        description="retries every task for ever, whatever its queue's limits say",
+        caught_as=Anomaly.DEAD_LETTER,
+        scenario="retry_limits",
     ),
     "votes_twice": Canary(
         node_class=VotesTwice,
