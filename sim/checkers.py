@@ -296,12 +296,20 @@ class Checker:
             record = self._by_task_id.get(task_id)
             said = "" if record is None else f"; answered replicas={record.replicas_acked}"
             missing = sorted(set(named) - set(holders))
+            since_ms = 0 if record is None or record.acked_ms is None else record.acked_ms
+            restarted = sorted(
+                node
+                for w in self.faults.windows
+                if w.kind == "crash" and w.start_ms >= since_ms
+                for node in w.nodes & set(missing)
+            )
             self.violate(
                 Anomaly.UNDER_REPLICATED,
                 time_ms,
                 f"task {task_id} has copies on {sorted(holders)}, wanted {wanted} distinct; "
                 f"its copies name the holders {named}"
                 + (f", of which {missing} hold none" if missing else "")
+                + (f" ({sorted(set(restarted))} crashed and restarted since)" if restarted else "")
                 + said,
             )
 
