@@ -135,6 +135,9 @@ class Shape:
     limits: str | None = None
     """Which limited queues: "none", "rate", "cap" or "both" (sim/limits.py)."""
     id_reuse: bool | None = None
+    late: bool | None = None
+    """Whether the run has late tasks (sim/workload.py); None: yes. `False` replays runs
+    found before they existed, event for event."""
 
     def flags(self) -> str:
         """These settings as command-line flags (for the reproduce command)."""
@@ -147,6 +150,8 @@ class Shape:
             parts.append(f"--limits {self.limits}")
         if self.id_reuse is not None:
             parts.append(f"--id-reuse {'yes' if self.id_reuse else 'no'}")
+        if self.late is not None:
+            parts.append(f"--late {'yes' if self.late else 'no'}")
         return " ".join(parts)
 
 
@@ -275,7 +280,7 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
     task_count = shape.tasks if shape.tasks is not None else tasks
     return RunConfig(
         seed=seed,
-        late_tasks=task_count // LATE_TASKS_PER,
+        late_tasks=0 if shape.late is False else task_count // LATE_TASKS_PER,
         retry_limits=scenario.retry_limits,
         wire_codec=wire_codec,
         scenario=scenario_name,
