@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
         "--id-reuse", choices=("yes", "no"), help="racing enqueues, ids with another payload"
     )
     p.add_argument(
+        "--late", choices=("yes", "no"), help="tasks due after the heal and a repair period"
+    )
+    p.add_argument(
         "--seeds-per-scenario", type=_positive, default=DEFAULT_SEEDS_PER_SCENARIO, metavar="K"
     )
     p.add_argument("--canary", choices=sorted(CANARIES), help="run a deliberately broken node")
@@ -97,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks=args.tasks,
         limits=args.limits,
         id_reuse=None if args.id_reuse is None else args.id_reuse == "yes",
+        late=None if args.late is None else args.late == "yes",
     )
     if args.seed is not None:
         job = Job(
@@ -152,6 +156,7 @@ def _summary(result: RunResult) -> None:
         f"lost_all_holders={r.lost_all_holders} "
         + (f"quorum_lost=yes lost_no_quorum={r.lost_no_quorum} " if r.quorum_lost else "")
         + f"duplicated={r.duplicated_explained}/{r.duplicated_unexplained} (explained/unexplained) "
+        f"under_replicated={r.under_replicated} dead_letters={r.dead_letters} "
         f"early={r.early} late={r.late} cancelled={r.cancelled} elections={r.elections} "
         f"settled_after_heal={converged}"
     )

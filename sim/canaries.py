@@ -8,13 +8,15 @@ the node's insides change; the ones that must reach inside say which method they
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from dataclasses import dataclass, replace
 
-from miyamoto.logic.actions import Action, SendPeerMessage, StartDelivery
+from miyamoto.logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
 from miyamoto.logic.config import NodeConfig
 from miyamoto.logic.events import Event, PeerMessageReceived
+from miyamoto.logic.http import json_response
 from miyamoto.logic.membership import Membership
 from miyamoto.logic.messages import Envelope, Outgoing, VoteRequest, VoteResponse
 from miyamoto.logic.node import MembershipLayer, Node
@@ -24,12 +26,13 @@ from miyamoto.logic.queues import Queues, QueueState
 from miyamoto.logic.replica_messages import (
     CancelResult,
     CancelTask,
+    Finished,
     Holders,
     StoreAck,
     StoreCopy,
     TaskCopy,
 )
-from miyamoto.logic.task import TaskSpec, TaskState
+from miyamoto.logic.task import Task, TaskSpec, TaskState
 
 from .checkers import Anomaly
 
@@ -230,6 +233,83 @@ class IgnoresConcurrency(_SwapsQueueStates):
     queue_state_class = UncappedQueue
 
 
+class RepairsNothing(Node):
+    """Never makes a copy again: a task whose holders die keeps the copies it has left.
+    (Bends `_repair` and `_remake_copies`.)"""
+
+    def _repair(self, now_ms: int, actions: list[Action]) -> None:
+        self._repair_at_ms = None
+
+    def _remake_copies(
+        self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        return
+
+
+class MiscountsReplicas(Node):
+    """Places one task in eight on its first holder only, and still answers that R copies
+    are stored. (Bends `_placement`; the answer is rewritten on its way out of `handle()`.)"""
+
+    def _placement(self, key: str) -> list[str]:
+        nodes = super()._placement(key)
+        return nodes[:1] if doomed(key.partition("/")[2]) else nodes
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        return [self._claim_r_copies(action) for action in super().handle(event, now_ms)]
+
+    def _claim_r_copies(self, action: Action) -> Action:
+        if not isinstance(action, SendApiResponse) or action.response.status != 200:
+            return action
+        try:
+            document = json.loads(action.response.body)
+        except ValueError:
+            return action
+        if not isinstance(document, dict) or document.get("status") != "scheduled":
+            return action
+        document["replicas"] = self.config.replicas
+        return replace(action, response=json_response(200, document))
+
+
+class DropsFinishNotices(Node):
+    """Never tells the other holders that a task finished: they learn it only when they ask
+    before firing their own copy."""
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        return [
+            a
+            for a in super().handle(event, now_ms)
+            if not (isinstance(a, SendPeerMessage) and isinstance(a.envelope.message, Finished))
+        ]
+
+
+class IgnoresCopyDelay(Node):
+    """Every copy of a task is due at its ETA: the replica delay is ignored.
+    (Bends `_copy_due_ms`.)"""
+
+    def _copy_due_ms(self, eta_ms: int, created_ms: int, index: int) -> int:
+        return super()._copy_due_ms(eta_ms, created_ms, 0)
+
+
+class IgnoresRetryLimits(Node):
+    """Retries every task for ever, whatever its queue's retry and age limits say."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        queues = config.queues_config
+        unlimited = tuple(
+            (name, replace(queue, retry=replace(queue.retry, retry_limit=-1, age_limit_ms=0)))
+            for name, queue in queues.queues
+        )
+        config = replace(config, queues=QueuesConfig(default=queues.default, queues=unlimited))
+        super().__init__(config, rng, now_ms, membership=membership)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
     node_class: type[Node]
@@ -238,6 +318,9 @@ class Canary:
     """The anomaly the checkers must report for it."""
     scenario: str
     """A scenario in which it shows."""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """Seeds of `scenario` on which it shows, and the real node does not show the anomaly
+    (tests/test_sim_runs.py runs each)."""
 
 
 CANARIES: dict[str, Canary] = {
@@ -276,6 +359,7 @@ CANARIES: dict[str, Canary] = {
         description="answers an enqueue before its copies are stored",
         caught_as=Anomaly.LOST,
         scenario="lossy_network",
+        seeds=(3, 5, 8),  # it shows only when every copy of a task is lost in flight
     ),
     "ignores_rate": Canary(
         node_class=IgnoresRate,
@@ -288,6 +372,39 @@ CANARIES: dict[str, Canary] = {
         description="a capped queue starts deliveries however many are in flight",
         caught_as=Anomaly.CONCURRENCY,
         scenario="rate_limited",
+    ),
+    "repairs_nothing": Canary(
+        node_class=RepairsNothing,
+        description="never makes a copy again after a holder dies (repair off)",
+        caught_as=Anomaly.LOST,  # its last copy alone longer than a repair takes
+        scenario="crash_restart",
+        seeds=(2, 3),
+    ),
+    "miscounts_replicas": Canary(
+        node_class=MiscountsReplicas,
+        description="places some tasks on one holder and answers that R copies are stored",
+        caught_as=Anomaly.REPLICAS,
+        scenario="calm",
+    ),
+    "drops_finish_notices": Canary(
+        node_class=DropsFinishNotices,
+        description="never tells the other holders that a task finished",
+        caught_as=Anomaly.DUPLICATE_RATE,  # each duplicate has a fault to excuse it
+        scenario="crash_restart",
+        seeds=(3,),
+    ),
+    "ignores_copy_delay": Canary(
+        node_class=IgnoresCopyDelay,
+        description="every copy of a task is due at its ETA (no replica delay)",
+        caught_as=Anomaly.DUPLICATED,  # asking before firing hides it but under a partition
+        scenario="bridge",
+        seeds=(3,),
+    ),
+    "ignores_retry_limits": Canary(
+        node_class=IgnoresRetryLimits,
+        description="retries every task for ever, whatever its queue's limits say",
+        caught_as=Anomaly.DEAD_LETTER,
+        scenario="retry_limits",
     ),
     "votes_twice": Canary(
         node_class=VotesTwice,

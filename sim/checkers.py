@@ -13,10 +13,14 @@ payload, is the same task, acknowledged once and owed exactly one successful del
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from miyamoto.logic.retry import RetryPolicy
 
 from .history import DeliveryRecord, FaultLog, Order, TaskRecord
 from .limit_checks import LimitChecker, LimitStats, Process
+from .retry_limits import replay
 
 
 class FailureKind(enum.Enum):
@@ -49,6 +53,14 @@ class Anomaly(enum.Enum):
     (sim/limit_checks.py)."""
     CONCURRENCY = "concurrency"
     """A capped queue had more deliveries in flight than the cluster, or a node, may."""
+    REPLICAS = "replicas"
+    """A "scheduled" answer said more copies than distinct nodes stored, or more than R."""
+    UNDER_REPLICATED = "under_replicated"
+    """A repair period after the heal, a pending task has fewer than min(R, live) copies."""
+    DUPLICATE_RATE = "duplicate_rate"
+    """Duplicates explained by faults, but far more of them than the faults can account for."""
+    DEAD_LETTER = "dead_letter"
+    """A task retried past its retry policy, or given up on (failed) before it said so."""
     NOT_CONVERGED = "not_converged"
     NODE_CRASH = "node_crash"
 
@@ -81,6 +93,16 @@ class Bounds:
     duplicate_window_ms: int
     """(R-1) x replica delay + claim lease: how long after its ETA a fault can still cause a
     task to be delivered twice."""
+    repair_window_ms: int = 10_000
+    """How long a fault-free cluster may take to notice a dead holder (member timeout, an
+    election if it led) and store a new copy (a repair retry): a task whose last copy was
+    alone longer than this before its holder crashed should have had another."""
+    duplicate_rate_max: float = 0.15
+    """At most this share of a run's delivered tasks may be explained duplicates (the real
+    node's worst run of the CI matrix: 9.6%; calm runs: 0)."""
+    duplicate_rate_min_delivered: int = 20
+    """Fewer delivered tasks than this say nothing of a rate (every run of the matrix
+    delivers more than 60)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +137,10 @@ class Report:
     removed."""
     duplicated_explained: int = 0
     duplicated_unexplained: int = 0
+    under_replicated: int = 0
+    """Pending tasks short of min(R, live) copies a repair period after the heal."""
+    dead_letters: int = 0
+    """Tasks given up on (failed) as their retry policy said."""
     early: int = 0
     late: int = 0
     cancelled: int = 0
@@ -137,9 +163,18 @@ class Report:
 
 
 class Checker:
-    def __init__(self, bounds: Bounds, limits: LimitChecker | None = None) -> None:
+    def __init__(
+        self,
+        bounds: Bounds,
+        limits: LimitChecker | None = None,
+        retry_policies: Mapping[str, RetryPolicy] | None = None,
+    ) -> None:
         self.bounds = bounds
         self.limits = limits
+        self.retry_policies = retry_policies or {}
+        """Queue -> its finite retry policy (the retry_limits scenario); others retry for ever."""
+        self._states: dict[str, set[str]] | None = None
+        """Task id -> the states the running nodes hold it in at the end (retry_limits only)."""
         self.tasks: dict[tuple[str, str], TaskRecord] = {}
         """By (queue, client id)."""
         self._by_key: dict[str, TaskRecord] = {}
@@ -224,6 +259,63 @@ class Checker:
         record = self._by_key[key]
         if record.cancel_acked_order is None:
             record.cancel_acked_order, record.cancel_acked_ms = order, time_ms
+
+    def holder_crashed(self, task_ids: list[str], time_ms: int) -> None:
+        """A process holding a pending copy of each of these tasks crashed."""
+        for task_id in task_ids:
+            record = self._by_task_id.get(task_id)
+            if record is not None:
+                record.holder_crashes_ms.append(time_ms)
+
+    def replicas_answered(
+        self,
+        *,
+        node: str,
+        task_id: str,
+        time_ms: int,
+        replicas: int,
+        stored_on: set[str],
+        wanted: int,
+    ) -> None:
+        """`node` answered "scheduled" with `replicas` copies; `stored_on` are the distinct
+        nodes that really stored a copy this enqueue placed. More copies may exist than it
+        says (a repair may add one before the answer), never fewer; and fewer than R must
+        be said as fewer."""
+        if 1 <= replicas <= min(wanted, len(stored_on)):
+            return
+        self.violate(
+            Anomaly.REPLICAS,
+            time_ms,
+            f"{node} answered {task_id} scheduled with replicas={replicas}, but "
+            f"{len(stored_on)} distinct nodes stored a copy ({','.join(sorted(stored_on))}; "
+            f"R={wanted})",
+        )
+
+    def under_replicated(
+        self, short: list[tuple[str, list[str], list[str]]], wanted: int, time_ms: int
+    ) -> None:
+        """A repair period after the heal, these pending tasks (id, the live nodes holding a
+        copy, the holders their copies name) still lack copies."""
+        for task_id, holders, named in short:
+            record = self._by_task_id.get(task_id)
+            said = "" if record is None else f"; answered replicas={record.replicas_acked}"
+            missing = sorted(set(named) - set(holders))
+            since_ms = 0 if record is None or record.acked_ms is None else record.acked_ms
+            restarted = sorted(
+                node
+                for w in self.faults.windows
+                if w.kind == "crash" and w.start_ms >= since_ms
+                for node in w.nodes & set(missing)
+            )
+            self.violate(
+                Anomaly.UNDER_REPLICATED,
+                time_ms,
+                f"task {task_id} has copies on {sorted(holders)}, wanted {wanted} distinct; "
+                f"its copies name the holders {named}"
+                + (f", of which {missing} hold none" if missing else "")
+                + (f" ({sorted(set(restarted))} crashed and restarted since)" if restarted else "")
+                + said,
+            )
 
     def holders_lost(self, task_ids: list[str], time_ms: int) -> None:
         """Every copy of these tasks is gone for good (their last holders crashed)."""
@@ -388,8 +480,17 @@ class Checker:
 
     def unresolved(self) -> list[TaskRecord]:
         """Acknowledged tasks still owed a delivery: not delivered, not cancelled (a cancel was
-        attempted, so not delivering is allowed), not lost with all their holders."""
-        return [r for r in self.tasks.values() if _owed(r)]
+        attempted, so not delivering is allowed), not lost with all their holders, not given
+        up on by their retry policy."""
+        return [r for r in self.tasks.values() if _owed(r) and not self._given_up(r)]
+
+    def _given_up(self, record: TaskRecord) -> bool:
+        policy = self.retry_policies.get(record.queue)
+        return policy is not None and replay(policy, record.deliveries)[0]
+
+    def final_states(self, states: dict[str, set[str]]) -> None:
+        """The states the running nodes hold each task in at the end of the run."""
+        self._states = states
 
     def report(self, end_ms: int) -> Report:
         report = Report(
@@ -399,14 +500,19 @@ class Checker:
         )
         for record in self.tasks.values():
             report.acked += record.acked_ms is not None
+            if record.queue in self.retry_policies:
+                self._check_dead_letter(record, report, end_ms)
             successes = record.successes
             if successes:
                 report.delivered += 1
                 late_ms = successes[0].time_ms - record.eta_ms
                 report.late += late_ms > self.bounds.late_slack_ms
             elif record.acked_ms is not None and not record.cancel_maybe:
-                if record.all_holders_lost_ms is not None:
-                    report.lost_all_holders += 1
+                if self._given_up(record):
+                    pass  # a dead letter, as its policy said (checked above)
+                elif record.all_holders_lost_ms is not None:
+                    if self._lost_too_fast(record, end_ms):
+                        report.lost_all_holders += 1
                 elif self.quorum_lost_ms is not None:
                     # Not delivered when a majority crashed for good: the survivors may not
                     # deliver it (they may have been removed). A crash and a pause before
@@ -424,6 +530,8 @@ class Checker:
                 self._check_duplicate(record, successes, report)
         if self.limits is not None:
             self._check_limits(self.limits, report)
+        self._check_duplicate_rate(report, end_ms)
+        report.under_replicated = self._counts[Anomaly.UNDER_REPLICATED]
         report.early = self._counts[Anomaly.EARLY]
         report.cancelled = self._counts[Anomaly.CANCELLED]
         report.lost = self._counts[Anomaly.LOST]
@@ -442,13 +550,103 @@ class Checker:
             self.violate(anomaly, found.time_ms, found.detail)
         self._limit_violations_seen = len(limits.stats.violations)
 
+    def _check_dead_letter(self, record: TaskRecord, report: Report, end_ms: int) -> None:
+        """Attempts stop exactly when the queue's retry policy says, and a task it gave up on
+        is shown as failed by some node (sim/retry_limits.py)."""
+        policy = self.retry_policies[record.queue]
+        gave_up, problem = replay(policy, record.deliveries)
+        if problem is not None:
+            self.violate(Anomaly.DEAD_LETTER, end_ms, f"{record.task_id}: {problem}")
+        states = set() if self._states is None else self._states.get(record.task_id, set())
+        if gave_up:
+            report.dead_letters += 1
+            if problem is None and self._states is not None and "failed" not in states:
+                self.violate(
+                    Anomaly.DEAD_LETTER,
+                    end_ms,
+                    f"{record.task_id}: its policy gave it up after {len(record.deliveries)} "
+                    f"failed attempts, but no running node shows it failed ({sorted(states)})",
+                )
+        elif "failed" in states:
+            self.violate(
+                Anomaly.DEAD_LETTER,
+                end_ms,
+                f"{record.task_id}: a node shows it failed after {len(record.deliveries)} "
+                "attempts, before its policy gave it up",
+            )
+
+    def _lost_too_fast(self, record: TaskRecord, end_ms: int) -> bool:
+        """Whether the history proves that the task's holders all crashed too fast for a
+        repair: its last copy was alone (since the crash of the holder before, or since the
+        enqueue was answered when only one holder ever crashed) for less than the repair
+        window, not counting time some pause, clog or partition may have stalled a repair.
+        Otherwise its loss is the cluster's (a LOST violation names why)."""
+        lost_ms = record.all_holders_lost_ms
+        assert lost_ms is not None and record.acked_ms is not None
+        crashes = record.holder_crashes_ms
+        alone_since_ms = crashes[-2] if len(crashes) >= 2 else record.acked_ms
+        alone_since_ms = min(alone_since_ms, lost_ms)
+        alone_ms = lost_ms - alone_since_ms - self.faults.stalled_ms(alone_since_ms, lost_ms)
+        if alone_ms < self.bounds.repair_window_ms:
+            return True
+        self.violate(
+            Anomaly.LOST,
+            end_ms,
+            f"{record.task_id} (key {record.key}) was acknowledged by "
+            f"{','.join(sorted(record.acked_by))} at {record.acked_ms / 1000:.3f}s (replicas="
+            f"{record.replicas_acked}) and lost when its last holder crashed at "
+            f"{lost_ms / 1000:.3f}s: its last copy was alone for {alone_ms} ms without a "
+            f"stalling fault (since {alone_since_ms / 1000:.3f}s), more than the repair window "
+            f"of {self.bounds.repair_window_ms} ms",
+        )
+        return False
+
+    def _check_duplicate_rate(self, report: Report, end_ms: int) -> None:
+        """Explained duplicates are allowed, but not many: far above what the faults of any
+        scenario cause with the real node, the faults are excusing a bug."""
+        if report.delivered < self.bounds.duplicate_rate_min_delivered:
+            return
+        rate = report.duplicated_explained / report.delivered
+        if rate > self.bounds.duplicate_rate_max:
+            self.violate(
+                Anomaly.DUPLICATE_RATE,
+                end_ms,
+                f"{report.duplicated_explained} of {report.delivered} delivered tasks "
+                f"({rate:.1%}) were delivered twice with a fault to explain it; at most "
+                f"{self.bounds.duplicate_rate_max:.0%} may be",
+            )
+
     def _check_duplicate(
         self, record: TaskRecord, successes: list[DeliveryRecord], report: Report
     ) -> None:
-        start_ms = min(record.eta_ms, successes[0].time_ms) - self.bounds.early_slack_ms
-        end_ms = max(record.eta_ms + self.bounds.duplicate_window_ms, successes[-1].time_ms)
-        deliverers = {d.node for d in record.deliveries}
-        if self.faults.explain(deliverers, start_ms, end_ms) is not None:
+        """Explained only by a fault that touched the holders involved (the nodes that
+        attempted it and the holders their copies knew of) or a link between them, from the
+        first attempt (or the ETA, when a copy held back claimed the task then) until the copy
+        of the two that fired later was due (or, past that, first started it: the question a
+        copy asks before firing may be what the fault cut off)."""
+        first = record.deliveries[0]
+        start_ms = min(record.eta_ms, first.time_ms) - self.bounds.early_slack_ms
+        first_start_ms: dict[tuple[str, int], DeliveryRecord] = {}
+        for d in record.deliveries:
+            first_start_ms.setdefault((d.node, d.incarnation), d)
+        earlier = first_start_ms[(successes[0].node, successes[0].incarnation)]
+        involved: set[str] = set()
+        explained = True
+        for again in successes[1:]:
+            copy = first_start_ms[(again.node, again.incarnation)]
+            later = max(earlier, copy, key=lambda d: d.time_ms)
+            due_ms = later.copy_due_ms if later.copy_due_ms is not None else later.time_ms
+            end_ms = max(due_ms, later.time_ms, start_ms)
+            involved = {
+                n
+                for d in record.deliveries
+                if d.time_ms <= end_ms or d is again
+                for n in (d.node, *d.holders)
+            }
+            if self.faults.explain_among(involved, start_ms, end_ms) is None:
+                explained = False
+                break
+        if explained:
             report.duplicated_explained += 1
             return
         report.duplicated_unexplained += 1
@@ -461,7 +659,8 @@ class Checker:
             Anomaly.DUPLICATED,
             successes[-1].time_ms,
             f"{record.task_id} was delivered {len(successes)} times ({shown}{which}) with no "
-            "fault around it to explain it",
+            f"fault on its holders {','.join(sorted(involved))} or the links between them "
+            "from its first attempt until the later copy was due or fired to explain it",
         )
 
 
@@ -480,6 +679,18 @@ def convergence_problem(
     """Why the live nodes have not converged, or None when they have: one leader, one
     membership naming exactly the live nodes, and each pending task held by min(R, live)
     distinct members. `copies` maps a pending task id to the nodes holding a copy."""
+    problem = membership_problem(views, live)
+    if problem is not None:
+        return problem
+    wanted = min(replicas, len(live))
+    for task_id in copies_problems(live, copies, replicas)[:1]:
+        return f"task {task_id} has copies on {sorted(copies[task_id])}, wanted {wanted} distinct"
+    return None
+
+
+def membership_problem(views: list[ClusterView], live: list[str]) -> str | None:
+    """Why the live nodes do not agree on one leader and one membership naming exactly them,
+    or None when they do."""
     leaders = {(v.cluster_id, v.leader, v.term) for v in views}
     if len(leaders) != 1 or next(iter(leaders))[1] is None:
         return f"no single leader: (cluster, leader, term) {sorted(leaders, key=str)}"
@@ -489,8 +700,18 @@ def convergence_problem(
     ((_, members),) = memberships
     if sorted(members) != sorted(live):
         return f"membership {sorted(members)} is not the live nodes {sorted(live)}"
-    wanted = min(replicas, len(live))
-    for task_id, holders in sorted(copies.items()):
-        if len(set(holders)) != len(holders) or len(holders) != wanted:
-            return f"task {task_id} has copies on {sorted(holders)}, wanted {wanted} distinct"
     return None
+
+
+def copies_problems(
+    live: list[str], copies: dict[str, list[str]], replicas: int, *, fewer_only: bool = False
+) -> list[str]:
+    """The pending tasks not held by exactly min(R, live) distinct live nodes (`fewer_only`:
+    by fewer). `copies` maps a pending task id to the nodes holding a copy."""
+    wanted = min(replicas, len(live))
+    return [
+        task_id
+        for task_id, holders in sorted(copies.items())
+        if len(set(holders)) < wanted
+        or (not fewer_only and (len(set(holders)) != len(holders) or len(holders) != wanted))
+    ]

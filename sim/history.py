@@ -29,6 +29,15 @@ class DeliveryRecord:
     incarnation: int = 0
     """Which process of `node` started it."""
     delivery_id: int = 0
+    answered_status: int | None = None
+    """The status the node heard (None: a timeout or a refused connection)."""
+    ended_ms: int | None = None
+    """When the node that started it hears its outcome (true time); None if not known."""
+    copy_due_ms: int | None = None
+    """When the copy that made this delivery was due (true time: ETA + its index x the
+    replica delay, from the enqueue when the ETA was past then); None if not known."""
+    holders: tuple[str, ...] = ()
+    """The holders the delivering copy knew of when it started."""
 
     @property
     def succeeded(self) -> bool:
@@ -65,6 +74,8 @@ class TaskRecord:
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     all_holders_lost_ms: int | None = None
     """When the last node holding a copy of it lost it for good, before any delivery."""
+    holder_crashes_ms: list[int] = field(default_factory=list)
+    """When a process holding a pending copy of it crashed (memory lost), in time order."""
     forgotten_ms: int | None = None
     """When the last node that held or remembered it crashed (a cancelled task's memory with
     it: a later enqueue of the id makes a new task)."""
@@ -94,12 +105,18 @@ class FaultWindow:
 MESSAGE_FAULTS_EXPLAINING = frozenset({"lost", "cut", "held", "slow"})
 """Packet fates that can explain a duplicate delivery (a duplicated packet cannot)."""
 
+CRASH_KINDS = frozenset({"crash", "permanent crash"})
+"""Fault windows that are crashes; every other kind (pause, clog, partition) leaves a node's
+memory but can stall what it would do, a repair included."""
+
 
 class FaultLog:
     def __init__(self) -> None:
         self.windows: list[FaultWindow] = []
         self._message_faults: dict[str, list[int]] = {}
         """Per node, the times of packet faults on its links (either end), in time order."""
+        self._link_faults: dict[tuple[str, str], list[int]] = {}
+        """Per link (its two ends, sorted), the times of packet faults on it, in time order."""
 
     def open(self, kind: str, nodes: Iterable[str], start_ms: int, detail: str = "") -> FaultWindow:
         window = FaultWindow(kind=kind, nodes=frozenset(nodes), start_ms=start_ms, detail=detail)
@@ -112,8 +129,11 @@ class FaultLog:
             window.end_ms = end_ms
 
     def message_fault(self, time_ms: int, nodes: Iterable[str]) -> None:
-        for node in nodes:
+        ends = sorted(set(nodes))
+        for node in ends:
             self._message_faults.setdefault(node, []).append(time_ms)
+        if len(ends) == 2:
+            self._link_faults.setdefault((ends[0], ends[1]), []).append(time_ms)
 
     @property
     def any(self) -> bool:
@@ -135,3 +155,38 @@ class FaultLog:
             if i < len(times) and times[i] <= end_ms:
                 return f"a packet of {node} lost or delayed at {times[i]}"
         return None
+
+    def explain_among(self, nodes: set[str], start_ms: int, end_ms: int) -> str | None:
+        """A fault in [start_ms, end_ms] that touched one of `nodes` (a crash, pause or clog of
+        one, a partition cutting one off) or a link between two of them (a packet lost or
+        delayed), described; None when there was none. Narrower than `explain`: a packet
+        fault between one of `nodes` and some other node explains nothing here."""
+        for window in self.windows:
+            if (
+                window.nodes & nodes
+                and window.start_ms <= end_ms
+                and (window.end_ms is None or window.end_ms >= start_ms)
+            ):
+                return f"{window.kind} of {','.join(sorted(window.nodes & nodes))}"
+        for (a, b), times in sorted(self._link_faults.items()):
+            if a in nodes and b in nodes:
+                i = bisect.bisect_left(times, start_ms)
+                if i < len(times) and times[i] <= end_ms:
+                    return f"a packet between {a} and {b} lost or delayed at {times[i]}"
+        return None
+
+    def stalled_ms(self, start_ms: int, end_ms: int) -> int:
+        """How much of [start_ms, end_ms] some pause, clog or partition lasted (anywhere): time
+        in which a repair may not have been possible. Crashes are not counted."""
+        spans = sorted(
+            (max(w.start_ms, start_ms), min(end_ms if w.end_ms is None else w.end_ms, end_ms))
+            for w in self.windows
+            if w.kind not in CRASH_KINDS
+        )
+        total, reached = 0, start_ms
+        for begin, end in spans:
+            begin = max(begin, reached)
+            if end > begin:
+                total += end - begin
+                reached = end
+        return total

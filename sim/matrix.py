@@ -71,6 +71,8 @@ class Row:
     lost_all_holders: int = 0
     duplicated_explained: int = 0
     duplicated_unexplained: int = 0
+    under_replicated: int = 0
+    dead_letters: int = 0
     early: int = 0
     late: int = 0
     elections: int = 0
@@ -87,6 +89,8 @@ class Row:
         self.lost_all_holders += report.lost_all_holders
         self.duplicated_explained += report.duplicated_explained
         self.duplicated_unexplained += report.duplicated_unexplained
+        self.under_replicated += report.under_replicated
+        self.dead_letters += report.dead_letters
         self.early += report.early
         self.late += report.late
         self.elections += report.elections
@@ -102,6 +106,9 @@ COLUMNS = (
     ("delivered", 9),
     ("lost", 9),
     ("duplicated (e/u)", 16),
+    ("dup rate", 8),
+    ("short", 5),
+    ("dead", 5),
     ("early", 5),
     ("late", 5),
     ("elections", 9),
@@ -112,7 +119,9 @@ COLUMNS = (
 
 def table(rows: Iterable[Row]) -> str:
     """The matrix as a text table. `lost` shows "n+m": lost by the cluster + lost with all their
-    holders (only the first is a failure)."""
+    holders (only the first is a failure); `dup rate` the explained duplicates per delivered
+    task; `short` the pending tasks short of copies a repair period after the heal; `dead` the
+    tasks given up on as their retry policy said."""
     lines = ["  ".join(name.ljust(width) for name, width in COLUMNS)]
     for row in rows:
         speed = row.sim_ms / 1000 / max(row.wall_s, 1e-9)
@@ -123,6 +132,9 @@ def table(rows: Iterable[Row]) -> str:
             row.delivered,
             f"{row.lost}+{row.lost_all_holders}",
             f"{row.duplicated_explained}/{row.duplicated_unexplained}",
+            f"{row.duplicated_explained / max(row.delivered, 1):.2%}",
+            row.under_replicated,
+            row.dead_letters,
             row.early,
             row.late,
             row.elections,

@@ -65,3 +65,49 @@ def latest_members(node: Node) -> tuple[tuple[str, int], ...]:
 def incarnation(node: Node) -> int:
     """Which process `node` is: a restarted node is a new incarnation."""
     return node.membership.view().incarnation
+
+
+def copy_created_ms(node: Node, queue: str, task_id: str) -> int | None:
+    """When (node's clock) the enqueue that made `node`'s copy of the task placed it; None
+    when `node` neither holds nor remembers the task."""
+    task = node.tasks.get(queue, task_id)
+    return None if task is None else task.created_ms
+
+
+def copy_due_ms(node: Node, queue: str, task_id: str) -> int | None:
+    """When (node's clock) `node`'s copy of the task is due by its place among the holders:
+    copy k waits k replica delays after the ETA (or after the enqueue, the ETA past then)."""
+    task = node.tasks.get(queue, task_id)
+    if task is None:
+        return None
+    start_ms = max(task.eta_ms, task.created_ms)
+    return start_ms + task.copy_index * node.config.replica_delay_ms
+
+
+def copy_holders(node: Node, queue: str, task_id: str) -> tuple[str, ...]:
+    """The holders `node`'s copy of the task knows of."""
+    task = node.tasks.get(queue, task_id)
+    return () if task is None else tuple(holder for holder, _ in task.holders)
+
+
+def task_states(node: Node) -> dict[str, str]:
+    """Task id -> state of every task `node` holds or remembers."""
+    return {task.id: task.state.value for tasks in node.tasks.store.by_queue() for task in tasks}
+
+
+def copies_held(node: Node) -> list[tuple[str, str, int]]:
+    """(queue, id, created_ms) of every task `node` holds or remembers."""
+    return [
+        (task.queue, task.id, task.created_ms)
+        for tasks in node.tasks.store.by_queue()
+        for task in tasks
+    ]
+
+
+def holders_of(node: Node, task_id: str) -> tuple[str, ...]:
+    """The holders `node`'s copy of task `task_id` (in whatever queue) names; () if none."""
+    for tasks in node.tasks.store.by_queue():
+        for task in tasks:
+            if task.id == task_id:
+                return tuple(holder for holder, _ in task.holders)
+    return ()

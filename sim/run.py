@@ -15,8 +15,16 @@ from miyamoto.logic.node import Node, NodeConfig
 from miyamoto.logic.queue_config import QueueConfig
 from miyamoto.logic.retry import RetryPolicy
 
-from . import observe
-from .checkers import Anomaly, Bounds, Checker, Report, convergence_problem
+from . import observe, retry_limits
+from .checkers import (
+    Anomaly,
+    Bounds,
+    Checker,
+    Report,
+    convergence_problem,
+    copies_problems,
+    membership_problem,
+)
 from .clocks import error_span_ms
 from .limit_checks import LimitChecker
 from .nemesis import Nemesis
@@ -57,10 +65,13 @@ class RunResult:
 def node_config(config: RunConfig) -> NodeConfig:
     """The template for every node of the run (its node_id is set per node)."""
     default = QueueConfig(retry=SIM_RETRY_POLICY, delivery_deadline_ms=config.delivery_deadline_ms)
+    queues = config.limits.queues_config(default)
+    if config.retry_limits:
+        queues = retry_limits.queues_config(default)
     return NodeConfig(
         delivery_deadline_ms=config.delivery_deadline_ms,
         retry=SIM_RETRY_POLICY,
-        queues=config.limits.queues_config(default),
+        queues=queues,
         replicas=config.replicas,
         replica_delay_ms=config.replica_delay_ms,
     )
@@ -68,13 +79,25 @@ def node_config(config: RunConfig) -> NodeConfig:
 
 def bounds(config: RunConfig) -> Bounds:
     end_ms = config.start_ms + WARMUP_MS + config.safety_ms + config.liveness_ms_max
-    lease_ms = node_config(config).claim_lease_ms
+    nodes = node_config(config)
+    lease_ms = nodes.claim_lease_ms
     duplicate_window_ms = (config.replicas - 1) * config.replica_delay_ms + lease_ms
     return Bounds(
         early_slack_ms=error_span_ms(config.clocks, config.start_ms, end_ms) + 1,
         late_slack_ms=duplicate_window_ms + 10_000,
         duplicate_window_ms=duplicate_window_ms,
+        repair_window_ms=repair_window_ms(nodes),
     )
+
+
+def repair_window_ms(nodes: NodeConfig) -> int:
+    """How long a fault-free cluster may take to store a new copy of a task one of whose
+    holders died: the leader notices the member gone (member timeout; an election first
+    when the leader was the one), the new list goes out, the lowest live holder sends the
+    copy (one repair retry if it is lost), plus a second of slack for the messages."""
+    timing = nodes.timing
+    detect_ms = timing.member_timeout_ms + timing.election_timeout_max_ms
+    return detect_ms + nodes.repair_retry_ms + 1_000
 
 
 def build(
@@ -84,7 +107,8 @@ def build(
     if config.limits.any_queue:
         drift_ppm_max = max((c.drift_ppm for c in config.clocks), default=0)
         limits = LimitChecker(config.limits, drift_ppm_max)
-    checker = Checker(bounds(config), limits)
+    policies = retry_limits.RETRY_POLICIES if config.retry_limits else None
+    checker = Checker(bounds(config), limits, policies)
     ids = node_ids(config.nodes)
     world = World(
         WorldConfig(
@@ -112,8 +136,10 @@ def build(
             bursts=config.limits.limited_queues(),
             burst_tasks=config.limits.burst_tasks,
             id_reuse=config.limits.id_reuse,
+            late_tasks=config.late_tasks,
         ),
         TracedRandom(f"{config.seed}:workload", trace),
+        TracedRandom(f"{config.seed}:late", trace),
     )
     return world, checker, workload
 
@@ -139,6 +165,8 @@ def run(
         world.heal(HEALED_LINKS)
         converged_ms = liveness_phase(world, checker, config)
         world.run_until(world.now_ms + checker.bounds.duplicate_window_ms)
+        if config.retry_limits:
+            checker.final_states(world.task_states())
     except NodeCrashed as crash:
         checker.violate(Anomaly.NODE_CRASH, crash.time_ms, crash.detail)
     report = checker.report(world.now_ms)
@@ -163,7 +191,9 @@ def liveness_phase(world: World, checker: Checker, config: RunConfig) -> int | N
         # A list change made right after a crash (before the leader could tell the member was
         # dead) can leave no list with a live majority, as a crash itself can.
         checker.quorum_lost(world.now_ms, "no member list has a live majority")
+    copies_check = CopiesCheck(checker.bounds.repair_window_ms)
     while True:
+        copies_check.step(world, config)
         problem = convergence(world, config)
         if problem is None and not checker.unresolved() and not checker.enqueues_open:
             return world.now_ms - healed_ms
@@ -174,17 +204,61 @@ def liveness_phase(world: World, checker: Checker, config: RunConfig) -> int | N
         world.run_until(min(world.now_ms + LIVENESS_CHECK_EVERY_MS, deadline_ms))
 
 
+class CopiesCheck:
+    """Once the live nodes agree on their membership after the heal, and a repair period
+    later, every pending task must have copies on min(R, live) distinct members (checked
+    once: the tasks due after it are the ones the faults could have left short)."""
+
+    def __init__(self, repair_period_ms: int) -> None:
+        self.repair_period_ms = repair_period_ms
+        self.members_agreed_ms: int | None = None
+        self.done = False
+
+    def step(self, world: World, config: RunConfig) -> None:
+        if self.done or world.checker.quorum_lost_ms is not None:
+            return
+        live = world.ids_in(NodeState.UP)
+        if self.members_agreed_ms is None:
+            if membership_problem(world.views(), live) is None:
+                self.members_agreed_ms = world.now_ms
+            return
+        if world.now_ms < self.members_agreed_ms + self.repair_period_ms:
+            return
+        self.done = True
+        copies = pending_copies(world, live)
+        short = copies_problems(live, copies, config.replicas, fewer_only=True)
+        if short:
+            world.checker.under_replicated(
+                [(task_id, copies[task_id], named_holders(world, task_id)) for task_id in short],
+                min(config.replicas, len(live)),
+                world.now_ms,
+            )
+
+
+def named_holders(world: World, task_id: str) -> list[str]:
+    """The holders the running copies of a task name (what a repair would go by)."""
+    named: set[str] = set()
+    for sim_node in world.nodes.values():
+        if sim_node.node is not None:
+            named.update(observe.holders_of(sim_node.node, task_id))
+    return sorted(named)
+
+
+def pending_copies(world: World, live: list[str]) -> dict[str, list[str]]:
+    """Pending task id -> the live nodes holding a copy of it."""
+    copies: dict[str, list[str]] = {}
+    for node_id in live:
+        node = world.nodes[node_id].node
+        assert node is not None
+        for task_id in sorted(observe.pending_task_ids(node)):
+            copies.setdefault(task_id, []).append(node_id)
+    return copies
+
+
 def convergence(world: World, config: RunConfig) -> str | None:
     """Why the running nodes have not converged; None when they have, or when they cannot
     (a majority of the members crashed at once: no one may let the restarted nodes back in)."""
     if world.checker.quorum_lost_ms is not None:
         return None
-    views = world.views()
     live = world.ids_in(NodeState.UP)
-    copies: dict[str, list[str]] = {}
-    for node_id in live:
-        node = world.nodes[node_id].node
-        assert node is not None
-        for task_id in observe.pending_task_ids(node):
-            copies.setdefault(task_id, []).append(node_id)
-    return convergence_problem(views, live, copies, config.replicas)
+    return convergence_problem(world.views(), live, pending_copies(world, live), config.replicas)

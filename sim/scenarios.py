@@ -54,6 +54,9 @@ class Scenario:
     queue_limits: bool = False
     """Always a rate-limited and a capped queue, with bursts, and reused ids (otherwise the
     seed draws whether a run has them, in every scenario)."""
+    retry_limits: bool = False
+    """Every queue has a finite retry policy (sim/retry_limits.py), receivers fail often, no
+    queue is rate-limited or capped."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -111,6 +114,12 @@ SCENARIOS: dict[str, Scenario] = {
             faults=(FaultKind.CRASH_RESTART, FaultKind.PAUSE, FaultKind.ISOLATE_ONE),
             queue_limits=True,
         ),
+        Scenario(
+            name="retry_limits",
+            description="finite retry and age limits, receivers failing often: dead letters "
+            "exactly when the policy says",
+            retry_limits=True,
+        ),
     )
 }
 
@@ -126,6 +135,9 @@ class Shape:
     limits: str | None = None
     """Which limited queues: "none", "rate", "cap" or "both" (sim/limits.py)."""
     id_reuse: bool | None = None
+    late: bool | None = None
+    """Whether the run has late tasks (sim/workload.py); None: yes. `False` replays runs
+    found before they existed, event for event."""
 
     def flags(self) -> str:
         """These settings as command-line flags (for the reproduce command)."""
@@ -138,6 +150,8 @@ class Shape:
             parts.append(f"--limits {self.limits}")
         if self.id_reuse is not None:
             parts.append(f"--id-reuse {'yes' if self.id_reuse else 'no'}")
+        if self.late is not None:
+            parts.append(f"--late {'yes' if self.late else 'no'}")
         return " ".join(parts)
 
 
@@ -164,6 +178,10 @@ class RunConfig:
     """Peer messages go through the real codec as bytes (a third of the runs: it is slow)."""
     limits: QueueLimits = field(default_factory=QueueLimits)
     start_ms: int = 1_700_000_000_000
+    late_tasks: int = 0
+    """Tasks due well after the heal, on top of `tasks` (sim/workload.py)."""
+    retry_limits: bool = False
+    """The queues have finite retry policies (sim/retry_limits.py)."""
 
     @property
     def liveness_ms_max(self) -> int:
@@ -178,7 +196,8 @@ class RunConfig:
         faults = ",".join(f.value for f in self.faults) or "none"
         return (
             f"scenario={self.scenario} nodes={self.nodes} replicas={self.replicas} "
-            f"tasks={self.tasks} minutes={self.safety_ms / 60_000:g} faults={faults} "
+            f"tasks={self.tasks} late={self.late_tasks} "
+            f"minutes={self.safety_ms / 60_000:g} faults={faults} "
             f"fault_every_ms={self.fault_interval_ms} fault_ms_max={self.fault_duration_ms_max} "
             f"loss={links.loss:.2f} dup={links.duplication:.2f} "
             f"delay_ms={links.delay_ms_min}..{links.delay_ms_max} "
@@ -189,7 +208,12 @@ class RunConfig:
         )
 
 
+LATE_TASKS_PER = 6
+"""One task in this many more is due after the heal and a repair period."""
+
 MILD_RECEIVERS = ReceiverMix(error=0.03, hang=0.01, slow=0.02, refused=0.01)
+RETRY_RECEIVERS = ReceiverMix(error=0.4, hang=0.02, slow=0.03, refused=0.05)
+"""Half the attempts fail: many tasks of the retry_limits scenario run out of budget."""
 
 
 def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
@@ -241,7 +265,7 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
         rng.uniform(0, 0.2),
         rng.uniform(0, 0.1),
     )
-    receivers = MILD_RECEIVERS
+    receivers = RETRY_RECEIVERS if scenario.retry_limits else MILD_RECEIVERS
     if flaky:
         error, hang, slow, refused = receiver_draws
         receivers = ReceiverMix(error=error, hang=hang, slow=slow, refused=refused)
@@ -250,16 +274,19 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
         seed,
         scenario_name,
         always=scenario.queue_limits,
-        fixed_queues=shape.limits,
+        fixed_queues="none" if scenario.retry_limits else shape.limits,
         fixed_id_reuse=shape.id_reuse,
     )
+    task_count = shape.tasks if shape.tasks is not None else tasks
     return RunConfig(
         seed=seed,
+        late_tasks=0 if shape.late is False else task_count // LATE_TASKS_PER,
+        retry_limits=scenario.retry_limits,
         wire_codec=wire_codec,
         scenario=scenario_name,
         nodes=node_count,
         replicas=shape.replicas if shape.replicas is not None else replicas,
-        tasks=shape.tasks if shape.tasks is not None else tasks,
+        tasks=task_count,
         safety_ms=round((shape.minutes if shape.minutes is not None else minutes) * 60_000),
         faults=faults,
         fault_interval_ms=fault_interval_ms,

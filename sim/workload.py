@@ -62,6 +62,11 @@ class WorkloadConfig:
     """With `id_reuse`: the enqueue is sent to another node too, 0 to 3 ms later."""
     conflict_chance: float = 0.1
     """With `id_reuse`: the id is enqueued again, within 5 s, with another payload."""
+    late_tasks: int = 0
+    """Tasks sent during the safety phase but due `late_eta_ms_min` to `late_eta_ms_max` after
+    it ends: still pending, through the faults and the heal, when the copies are counted."""
+    late_eta_ms_min: int = 35_000
+    late_eta_ms_max: int = 60_000
 
     def __post_init__(self) -> None:
         assert self.tasks >= 0 and self.duration_ms > 0 and self.countdown_ms_max >= 0
@@ -100,12 +105,19 @@ _JUNK: tuple[tuple[str | None, bytes], ...] = (
 
 class Workload:
     def __init__(
-        self, world: World, checker: Checker, config: WorkloadConfig, rng: random.Random
+        self,
+        world: World,
+        checker: Checker,
+        config: WorkloadConfig,
+        rng: random.Random,
+        late_rng: random.Random | None = None,
     ) -> None:
         self.world = world
         self.checker = checker
         self.config = config
         self.rng = rng
+        self.late_rng = late_rng or random.Random(0)
+        """Draws the late tasks: a stream of their own, so the others are drawn as before."""
         self.plans: dict[str, TaskPlan] = {}
         self.junk_sent = 0
 
@@ -132,6 +144,7 @@ class Workload:
         junk = sum(rng.random() < config.junk_chance for _ in range(config.tasks))
         for _ in range(junk):
             self.world.later(rng.randrange(config.duration_ms), "client junk", self.junk)
+        self._schedule_late()
         # Drawn after everything above, so that a run without them draws just what it did.
         if config.id_reuse:
             self._schedule_id_reuse(sent)
@@ -163,6 +176,31 @@ class Workload:
                     at_ms + rng.randint(0, 5_000), f"client same id {again.key}",
                     partial(self.enqueue, again),
                 )  # fmt: skip
+
+    def _schedule_late(self) -> None:
+        """`late_tasks` tasks sent during the safety phase, due well after it (the heal and a
+        repair period): they must keep R copies through every fault until then."""
+        config, rng = self.config, self.late_rng
+        for index in range(config.late_tasks):
+            at_ms = rng.randrange(config.duration_ms)
+            eta_ms = (
+                self.world.now_ms
+                + config.duration_ms
+                + rng.randint(config.late_eta_ms_min, config.late_eta_ms_max)
+            )
+            plan = TaskPlan(
+                key=f"late{index}",
+                task_id=f"late-{index}",
+                queue=f"q{rng.randrange(config.queues)}",
+                url=f"http://r{rng.randrange(config.receivers)}.sim/hook",
+                countdown_ms=eta_ms - self.world.now_ms - at_ms,
+                use_json=rng.random() < config.json_chance,
+                use_eta=True,
+                home=rng.choice(self.world.node_ids),
+                eta_ms=eta_ms,
+            )
+            self.plans[plan.key] = plan
+            self.world.later(at_ms, f"client late {plan.key}", partial(self.enqueue, plan))
 
     def _schedule_burst(self, queue: str, first_index: int) -> None:
         """`burst_tasks` tasks into `queue`, all due at one moment, sent within a second."""

@@ -39,6 +39,7 @@ from . import observe
 from .agenda import Agenda
 from .checkers import Checker, ClusterView
 from .clocks import NodeClock
+from .copies import CopyLedger, scheduled_answer
 from .history import MESSAGE_FAULTS_EXPLAINING, DeliveryRecord, FaultWindow, Order
 from .network import LinkConditions, Network, Packet
 from .partitions import Partition
@@ -117,6 +118,8 @@ class ClientRequest:
     sent_ms: int
     timeout_ms: int
     on_reply: Callable[[HttpResponse | None, Order | None], None]
+    fed_local_ms: int | None = None
+    """The node's clock when it took the request: the `created_ms` of copies it placed."""
 
 
 Wire: TypeAlias = bytes | Envelope
@@ -218,6 +221,7 @@ class World:
         self._clog_faults: dict[str, FaultWindow] = {}
         self._steps = 0
         self._client_requests = 0
+        self.copies = CopyLedger()
 
     @property
     def now_ms(self) -> int:
@@ -337,6 +341,9 @@ class World:
         step = self._steps
         if isinstance(event, DeliveryResponded | DeliveryFailed):
             self.checker.delivery_ended(sim_node.process, event.delivery_id, now)
+        elif isinstance(event, ApiRequestReceived):
+            request = self._client_requests_open[(sim_node.id, event.request_id)]
+            request.fed_local_ms = sim_node.clock.local_ms(now)
         try:
             actions = node.handle(event, sim_node.clock.local_ms(now))
             node.check_invariants()  # a broken invariant is a crash, with this step's event
@@ -359,6 +366,7 @@ class World:
         match action:
             case SendApiResponse(request_id=request_id, response=response):
                 request = self._client_requests_open.pop((sim_node.id, request_id))
+                self._check_replicas(sim_node, request, response)
                 self.agenda.after(self._client_latency_ms(), ClientReply(request, response, order))
             case StartDelivery():
                 self._start_delivery(sim_node, action, order)
@@ -388,11 +396,16 @@ class World:
         self.trace.event(
             f"{now} deliver {sim_node.id} #{action.delivery_id} {task_id} {outcome.behaviour.value}"
         )
+        assert sim_node.node is not None
+        due_ms = observe.copy_due_ms(sim_node.node, queue, task_id)
         self.checker.delivery_started(
             DeliveryRecord(
                 node=sim_node.id, time_ms=now, order=order, task_id=task_id, key=key,
                 processed_status=outcome.processed_status, queue=queue,
                 incarnation=sim_node.incarnation, delivery_id=action.delivery_id,
+                copy_due_ms=None if due_ms is None else sim_node.clock.true_ms_at(due_ms),
+                holders=observe.copy_holders(sim_node.node, queue, task_id),
+                ended_ms=now + outcome.after_ms, answered_status=outcome.status,
             )
         )  # fmt: skip
         event: Event
@@ -426,6 +439,24 @@ class World:
         sim_node.timer_token += 1
         sim_node.timer_at_ms = at_ms
         self.agenda.at(at_ms, NodeTimer(sim_node, sim_node.timer_token))
+
+    def _check_replicas(
+        self, sim_node: SimNode, request: ClientRequest, response: HttpResponse
+    ) -> None:
+        """A "scheduled" answer's `replicas` against the distinct nodes that really stored a
+        copy placed by this enqueue (its created_ms is the coordinator's clock when it took
+        the request), running or crashed since."""
+        if response.status != 200 or b'"scheduled"' not in response.body:
+            return
+        scheduled = scheduled_answer(response.body)
+        if scheduled is None or request.fed_local_ms is None:
+            return
+        queue, task_id, replicas = scheduled
+        stored = self.copies.stored_on(self._running(), queue, task_id, request.fed_local_ms)
+        self.checker.replicas_answered(
+            node=sim_node.id, task_id=task_id, time_ms=self.now_ms, replicas=replicas,
+            stored_on=stored, wanted=self.config.node_config.replicas,
+        )  # fmt: skip
 
     # -- peers -----------------------------------------------------------------------------------
 
@@ -481,6 +512,8 @@ class World:
             self.checker.quorum_lost(self.now_ms, f"{node_id} crashed")
         lost = observe.pending_task_ids(sim_node.node)
         known = observe.known_task_ids(sim_node.node)
+        self.checker.holder_crashed(sorted(lost), self.now_ms)
+        self.copies.process_ended(node_id, sim_node.node)
         self.checker.process_ended(sim_node.process, self.now_ms)
         sim_node.node = None
         sim_node.state = NodeState.DEAD if permanent else NodeState.DOWN
@@ -647,6 +680,15 @@ class World:
             for sim_node in self.nodes.values()
             if sim_node.state is NodeState.UP and sim_node.node is not None
         ]
+
+    def task_states(self) -> dict[str, set[str]]:
+        """Task id -> the states the running nodes hold or remember it in."""
+        states: dict[str, set[str]] = {}
+        for sim_node in self.nodes.values():
+            if sim_node.node is not None:
+                for task_id, state in observe.task_states(sim_node.node).items():
+                    states.setdefault(task_id, set()).add(state)
+        return states
 
     def leader(self) -> str | None:
         """The running node that claims leadership in the highest term, if any."""

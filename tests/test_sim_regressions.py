@@ -19,7 +19,7 @@ from sim.run import HEALED_LINKS, build, liveness_phase, run
 from sim.scenarios import Shape, draw_config
 from sim.trace import Trace
 
-AS_FOUND = Shape(limits="none", id_reuse=False)
+AS_FOUND = Shape(limits="none", id_reuse=False, late=False)
 
 
 def _anomalies(seed: int, scenario: str) -> set[Anomaly]:

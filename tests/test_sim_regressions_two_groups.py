@@ -34,8 +34,12 @@ R2 = NodeConfig(replicas=2, replica_delay_ms=5_000, claim_lease_ms=3_000)
 TASK_ID = "job-1"
 
 
+AS_FOUND = Shape(late=False)
+"""These runs were found before late tasks existed: replay them as found."""
+
+
 def _anomalies(seed: int, scenario: str) -> set[Anomaly]:
-    report = run(draw_config(seed, scenario, Shape())).report
+    report = run(draw_config(seed, scenario, AS_FOUND)).report
     return {v.anomaly for v in report.violations}
 
 
