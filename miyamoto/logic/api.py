@@ -130,6 +130,16 @@ class Api:
                 info.answer(me, queue_stats(core.tasks, core.queues, ask, now_ms))
                 return self._fan_out(info, ask, actions)
             case Operation.QUEUE_COMMAND:
+                queues_max = core.config.limits.active_queues_max
+                if where.command == QueueCommandKind.PAUSE.value and not core.queues.room_for(
+                    queue, queues_max
+                ):
+                    # A paused queue is never idle, so it keeps its room: pauses of names
+                    # nobody uses would fill the table and refuse every new queue.
+                    raise ClientError(
+                        507, f"this node has {queues_max} active queues, its limit (paused "
+                        "queues count); resume one first"
+                    )  # fmt: skip
                 command = QueueCommand(
                     ref=request_id, queue=queue, command=QueueCommandKind(where.command)
                 )

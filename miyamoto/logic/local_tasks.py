@@ -12,6 +12,11 @@ from .task import Task, TaskState
 
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
 
+STALE_TIMERS_SLACK = 1024
+"""Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
+Compacting is O(entries); it leaves no stale entry, so the next one waits for at least as many
+new stale entries as there are live ones (amortized O(1) a drop)."""
+
 
 class LocalTasks:
     def __init__(self, *, retention_ms: int) -> None:
@@ -63,10 +68,18 @@ class LocalTasks:
 
     def drop(self, task: Task) -> None:
         """Forgets `task` at once, whatever its state (a stale copy that lives on elsewhere, a
-        purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing."""
+        purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing
+        (its request was built already)."""
         self._count(task, -1)
         self.store.remove(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
+        # Its stale timer entry may wait for days to reach the top: free the body now, and the
+        # entries themselves once stale ones outnumber the live.
+        task.body = b""
+        task.headers = ()
+        waiting = self._state_totals[TaskState.SCHEDULED] + self._state_totals[TaskState.RETRYING]
+        if len(self.timers) > 2 * waiting + STALE_TIMERS_SLACK:
+            self.timers.compact()
 
     def start(self, task: Task, now_ms: int) -> int:
         """Marks `task` as being delivered; returns the new delivery id."""
