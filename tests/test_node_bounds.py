@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from miyamoto.logic.limits import Limits
 from miyamoto.logic.node import NodeConfig
+from miyamoto.logic.retry import RetryPolicy
 
 from .node_driver import NodeDriver
 
@@ -53,3 +54,18 @@ def test_pausing_queues_that_do_not_exist_counts_against_the_queue_limit() -> No
     assert d.enqueue_form("b", task_url=URL).status == 200
     assert d.request("POST", "/a/_resume").status == 200
     assert d.request("POST", "/d/_pause").status == 200
+
+
+def test_destinations_held_back_by_retry_after_are_bounded_and_ended_holds_make_room() -> None:
+    d = NodeDriver(NodeConfig(retry=RetryPolicy(min_backoff_ms=100)))
+    d.node.queues.destination_holds_max = 3
+    for host in range(5):
+        d.enqueue_form(task_url=f"http://h{host}:9000/work")
+    for delivery in d.advance(0):
+        d.respond(delivery, 503, retry_after="60")
+    assert len(d.node.queues.destination_hold_ms) == 3
+    assert d.advance(59_999) == []  # every task waits as it was told, held or not
+    retried = d.advance(1)
+    assert len(retried) == 5
+    d.respond(retried[0], 503, retry_after="60")  # the ended holds make room for a new one
+    assert len(d.node.queues.destination_hold_ms) == 1

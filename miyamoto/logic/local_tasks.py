@@ -6,6 +6,8 @@ notices) is decided by the node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .schedule import TimerHeap
 from .store import TaskStore
 from .task import Task, TaskState
@@ -32,6 +34,9 @@ class LocalTasks:
         members, these count each task once."""
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
+        self.on_copy_ended: Callable[[Task], None] = _nothing
+        """Called when a copy finishes or is dropped: what the node remembers about a live
+        copy (its sync, unacknowledged repair copies) goes with it."""
 
     def __len__(self) -> int:
         return len(self.store)
@@ -65,6 +70,7 @@ class LocalTasks:
             task.finished_ms = now_ms
         else:
             self.store.finished(task, now_ms)
+        self.on_copy_ended(task)
 
     def drop(self, task: Task) -> None:
         """Forgets `task` at once, whatever its state (a stale copy that lives on elsewhere, a
@@ -73,6 +79,7 @@ class LocalTasks:
         self._count(task, -1)
         self.store.remove(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
+        self.on_copy_ended(task)
         # Its stale timer entry may wait for days to reach the top: free the body now, and the
         # entries themselves once stale ones outnumber the live.
         task.body = b""
@@ -123,6 +130,10 @@ class LocalTasks:
         _add(self._counts, task, delta)
         if is_primary(task):
             _add(self._primary_counts, task, delta)
+
+
+def _nothing(task: Task) -> None:
+    pass
 
 
 def is_primary(task: Task) -> bool:
