@@ -54,12 +54,12 @@ class Repair:
     def heal(self, now_ms: int, actions: list[Action]) -> None:
         """After every step: when the members the leader reports unreachable change, the
         under-replicated tasks get the copies they miss (on the members now reachable)."""
+        if not self.under_replicated:
+            return  # (most steps: and asking the membership costs a heartbeat's making)
         unreachable = self.core.membership.unreachable()
         if unreachable == self._unreachable_seen:
             return
         self._unreachable_seen = unreachable
-        if not self.under_replicated:
-            return
         core = self.core
         members = set(core.members)
         wanted = min(core.config.replicas, len(members))
