@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from miyamoto.logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
 from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.core import NodeCore
 from miyamoto.logic.events import Event, PeerMessageReceived
 from miyamoto.logic.http import json_response
 from miyamoto.logic.membership import Membership
@@ -23,6 +24,7 @@ from miyamoto.logic.node import MembershipLayer, Node
 from miyamoto.logic.pending import Placement
 from miyamoto.logic.queue_config import QueuesConfig
 from miyamoto.logic.queues import Queues, QueueState
+from miyamoto.logic.repair import Repair
 from miyamoto.logic.replica_messages import (
     CancelResult,
     CancelTask,
@@ -233,26 +235,70 @@ class IgnoresConcurrency(_SwapsQueueStates):
     queue_state_class = UncappedQueue
 
 
-class RepairsNothing(Node):
-    """Never makes a copy again: a task whose holders die keeps the copies it has left.
-    (Bends `_repair` and `_remake_copies`.)"""
+class _NoRepair(Repair):
+    def repair(self, now_ms: int, actions: list[Action]) -> None:
+        self.retry_at_ms = None
 
-    def _repair(self, now_ms: int, actions: list[Action]) -> None:
-        self._repair_at_ms = None
+    def heal(self, now_ms: int, actions: list[Action]) -> None:
+        return
 
-    def _remake_copies(
+    def remake_copies(
         self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
     ) -> None:
         return
 
 
-class MiscountsReplicas(Node):
-    """Places one task in eight on its first holder only, and still answers that R copies
-    are stored. (Bends `_placement`; the answer is rewritten on its way out of `handle()`.)"""
+class RepairsNothing(Node):
+    """Never makes a copy again: a task whose holders die keeps the copies it has left.
+    (Bends the `Repair` part: every other part holds the same object, so its class is
+    swapped in place.)"""
 
-    def _placement(self, key: str) -> list[str]:
-        nodes = super()._placement(key)
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        super().__init__(config, rng, now_ms, membership=membership)
+        self.repair.__class__ = _NoRepair
+
+
+class _PlacesOneInEightOnce(NodeCore):
+    def placement(self, key: str) -> list[str]:
+        nodes = super().placement(key)
         return nodes[:1] if doomed(key.partition("/")[2]) else nodes
+
+
+class _CopiesDueAtEta(NodeCore):
+    def copy_due_ms(self, eta_ms: int, created_ms: int, index: int) -> int:
+        return super().copy_due_ms(eta_ms, created_ms, 0)
+
+
+class _BendsCore(Node):
+    """Swaps the class of the shared `NodeCore` (every part holds the same object)."""
+
+    core_class: type[NodeCore] = NodeCore
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> None:
+        super().__init__(config, rng, now_ms, membership=membership)
+        self.core.__class__ = self.core_class
+
+
+class MiscountsReplicas(_BendsCore):
+    """Places one task in eight on its first holder only, and still answers that R copies
+    are stored. (Bends `NodeCore.placement`; the answer is rewritten on its way out of
+    `handle()`.)"""
+
+    core_class = _PlacesOneInEightOnce
 
     def handle(self, event: Event, now_ms: int) -> list[Action]:
         return [self._claim_r_copies(action) for action in super().handle(event, now_ms)]
@@ -282,12 +328,11 @@ class DropsFinishNotices(Node):
         ]
 
 
-class IgnoresCopyDelay(Node):
+class IgnoresCopyDelay(_BendsCore):
     """Every copy of a task is due at its ETA: the replica delay is ignored.
-    (Bends `_copy_due_ms`.)"""
+    (Bends `NodeCore.copy_due_ms`.)"""
 
-    def _copy_due_ms(self, eta_ms: int, created_ms: int, index: int) -> int:
-        return super()._copy_due_ms(eta_ms, created_ms, 0)
+    core_class = _CopiesDueAtEta
 
 
 class IgnoresRetryLimits(Node):

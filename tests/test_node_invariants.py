@@ -64,3 +64,12 @@ def test_a_sync_record_that_came_due_without_having_to_sync_is_caught() -> None:
     record.came_due = True
     with pytest.raises(AssertionError):
         d.node.check_invariants()
+
+
+def test_a_copy_that_ends_takes_its_sync_record_with_it() -> None:
+    d = NodeDriver()
+    task_id = scheduled(d)
+    d.node.syncs.ask_when_due("q", task_id)
+    assert len(d.node.syncs) == 1
+    assert d.request("DELETE", f"/q/{task_id}").json()["status"] == "cancelled"
+    assert len(d.node.syncs) == 0

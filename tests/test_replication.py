@@ -337,3 +337,45 @@ def test_a_copy_that_finds_no_other_copy_makes_them_again_where_a_repeat_looks()
     assert again.json()["status"] == "duplicate"
     cluster.advance(60_000)
     assert len(cluster.deliveries) == 1
+
+
+def test_a_repair_copy_never_acknowledged_is_forgotten_once_the_task_succeeds() -> None:
+    # Found in issue 10: the unacknowledged copy stayed listed forever, and every 2 s the
+    # holder scanned all its tasks again for it.
+    D = "d:1"
+    cluster = Cluster([A, B, C, D], replace(CONFIG, replicas=2))
+    task_id = str(enqueue(cluster, A, countdown=10)["id"])
+    copies = {n: cluster.nodes[n].tasks.get("q", task_id) for n in cluster.holders("q", task_id)}
+    first, second = sorted(copies, key=lambda n: copies[n].copy_index)  # type: ignore[union-attr]
+    third, fourth = [n for n in [A, B, C, D] if n not in (first, second)]
+    # `second` and `fourth` leave: the repair's copy goes to `third`, which never answers.
+    cluster.down |= {second, third, fourth}
+    cluster.set_members([first, third])
+    repair = cluster.nodes[first].repair
+    assert repair.unconfirmed_copies
+    cluster.advance(10_000)
+    (delivery,) = [d for d in cluster.deliveries if d.task_id == task_id]
+    cluster.answer(delivery, 200)
+    cluster.advance(10_000)
+    assert repair.unconfirmed_copies == {}
+    assert repair.retry_at_ms is None
+
+
+def test_tasks_placed_while_a_member_was_unreachable_get_their_copies_once_it_is_back() -> None:
+    # Found in issue 10: they kept one copy too few until they came due, up to 30 days later.
+    cluster = Cluster([A, B, C], replace(CONFIG, replicas=3))
+    cluster.report_unreachable({C})
+    ids = [str(enqueue(cluster, A, countdown=3600)["id"]) for _ in range(10)]
+    assert all(len(cluster.holders("q", task_id)) == 2 for task_id in ids)
+    cluster.report_unreachable(set())
+    cluster.advance(1_000)
+    assert all(sorted(cluster.holders("q", task_id)) == [A, B, C] for task_id in ids)
+    assert sum(len(node.repair.under_replicated) for node in cluster.nodes.values()) == 0
+    # The copies made are the task's: one delivery, the others held back by its claims.
+    cluster.advance(3_600_000)
+    firsts = [d for d in cluster.deliveries if d.task_id in ids]
+    assert len(firsts) == 10
+    for delivery in firsts:
+        cluster.answer(delivery, 200)
+    cluster.advance(60_000)
+    assert len([d for d in cluster.deliveries if d.task_id in ids]) == 10

@@ -23,6 +23,7 @@ from .pending import PendingCancel, PendingEnqueue, PendingQuery
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
 from .queue_ops import listing_query, queue_command, queue_stats
 from .render import cluster_json
+from .repair import Repair
 from .replica_messages import (
     CancelResult,
     CancelTask,
@@ -54,12 +55,14 @@ class Api:
         core: NodeCore,
         coordinator: Coordinator,
         store: ReplicaStore,
+        repair: Repair,
         *,
         on_envelope: OnEnvelopeFn,
     ) -> None:
         self.core = core
         self.coordinator = coordinator
         self.store = store
+        self.repair = repair
         self._on_envelope = on_envelope
         self._pending: dict[int, Pending] = {}
         """API request id -> the request waiting for peers."""
@@ -103,7 +106,9 @@ class Api:
         if where.operation is Operation.PEER:
             return self._peer_batch(request.body, now_ms, actions)
         if where.operation is Operation.CLUSTER:
-            return json_response(200, cluster_json(core.membership.view(), len(core.tasks)))
+            view = core.membership.view()
+            under = len(self.repair.under_replicated)
+            return json_response(200, cluster_json(view, len(core.tasks), under))
         if not core.is_member and where.operation is not Operation.ENQUEUE:
             raise core.not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
         queue = validate_queue_name(where.queue, core.config.limits)
@@ -130,6 +135,16 @@ class Api:
                 info.answer(me, queue_stats(core.tasks, core.queues, ask, now_ms))
                 return self._fan_out(info, ask, actions)
             case Operation.QUEUE_COMMAND:
+                queues_max = core.config.limits.active_queues_max
+                if where.command == QueueCommandKind.PAUSE.value and not core.queues.room_for(
+                    queue, queues_max
+                ):
+                    # A paused queue is never idle, so it keeps its room: pauses of names
+                    # nobody uses would fill the table and refuse every new queue.
+                    raise ClientError(
+                        507, f"this node has {queues_max} active queues, its limit (paused "
+                        "queues count); resume one first"
+                    )  # fmt: skip
                 command = QueueCommand(
                     ref=request_id, queue=queue, command=QueueCommandKind(where.command)
                 )

@@ -197,8 +197,7 @@ class Dispatcher:
                 task, user_agent=core.config.user_agent, limits=core.config.limits
             )
             key = (destination.host, destination.port)
-            holds = core.queues.destination_hold_ms
-            holds[key] = max(holds.get(key, 0), now_ms + asked_ms)
+            core.queues.hold_destination(key, now_ms + asked_ms, now_ms)
         delay_ms = max(policy.backoff_ms(retries_done), asked_ms)
         core.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)
         if len(task.holders) > 1:

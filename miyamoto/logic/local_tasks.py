@@ -6,11 +6,18 @@ notices) is decided by the node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .schedule import TimerHeap
 from .store import TaskStore
 from .task import Task, TaskState
 
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
+
+STALE_TIMERS_SLACK = 1024
+"""Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
+Compacting is O(entries); it leaves no stale entry, so the next one waits for at least as many
+new stale entries as there are live ones (amortized O(1) a drop)."""
 
 
 class LocalTasks:
@@ -27,6 +34,9 @@ class LocalTasks:
         members, these count each task once."""
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
+        self.on_copy_ended: Callable[[Task], None] = _nothing
+        """Called when a copy finishes or is dropped: what the node remembers about a live
+        copy (its sync, unacknowledged repair copies) goes with it."""
 
     def __len__(self) -> int:
         return len(self.store)
@@ -60,13 +70,23 @@ class LocalTasks:
             task.finished_ms = now_ms
         else:
             self.store.finished(task, now_ms)
+        self.on_copy_ended(task)
 
     def drop(self, task: Task) -> None:
         """Forgets `task` at once, whatever its state (a stale copy that lives on elsewhere, a
-        purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing."""
+        purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing
+        (its request was built already)."""
         self._count(task, -1)
         self.store.remove(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
+        self.on_copy_ended(task)
+        # Its stale timer entry may wait for days to reach the top: free the body now, and the
+        # entries themselves once stale ones outnumber the live.
+        task.body = b""
+        task.headers = ()
+        waiting = self._state_totals[TaskState.SCHEDULED] + self._state_totals[TaskState.RETRYING]
+        if len(self.timers) > 2 * waiting + STALE_TIMERS_SLACK:
+            self.timers.compact()
 
     def start(self, task: Task, now_ms: int) -> int:
         """Marks `task` as being delivered; returns the new delivery id."""
@@ -110,6 +130,10 @@ class LocalTasks:
         _add(self._counts, task, delta)
         if is_primary(task):
             _add(self._primary_counts, task, delta)
+
+
+def _nothing(task: Task) -> None:
+    pass
 
 
 def is_primary(task: Task) -> bool:

@@ -68,7 +68,7 @@ from .replica_messages import (
 )
 from .replica_store import ReplicaStore
 from .sync_records import SyncRecords
-from .task import TaskSpec
+from .task import Task, TaskSpec
 
 __all__ = ["MembershipLayer", "Node", "NodeConfig", "new_task_id"]
 
@@ -100,7 +100,7 @@ class Node:
         self._epoch_seen = -1
         self.repair = Repair(self.core)
         self.syncs = SyncRecords(self.core, self.repair)
-        self.store = ReplicaStore(self.core, self.syncs)
+        self.store = ReplicaStore(self.core, self.syncs, self.repair)
         self.dispatcher = Dispatcher(self.core, self.syncs)
         self.coordinator = Coordinator(
             self.core,
@@ -108,7 +108,10 @@ class Node:
             store_copy=self._store_copy,
             deliver_locally=self._replica_message,
         )
-        self.api = Api(self.core, self.coordinator, self.store, on_envelope=self._peer_message)
+        self.api = Api(
+            self.core, self.coordinator, self.store, self.repair, on_envelope=self._peer_message
+        )
+        self.tasks.on_copy_ended = self._copy_ended
 
     # The shared state, readable and replaceable as before the split (the simulator's
     # canaries swap the queues).
@@ -188,6 +191,7 @@ class Node:
         self.tasks.check_invariants()
         self.dispatcher.check_invariants()
         self.syncs.check_invariants()
+        self.repair.check_invariants()
         self.coordinator.check_invariants(self.api.enqueue_waiting)
 
     # -- the seams the simulator's canaries bend ------------------------------------------------
@@ -199,6 +203,10 @@ class Node:
         self, spec: TaskSpec, request_id: int, index: int, now_ms: int, actions: list[Action]
     ) -> Placement:
         return self.coordinator.place(spec, request_id, index, now_ms, actions)
+
+    def _copy_ended(self, task: Task) -> None:
+        self.syncs.forget(task.queue, task.id)
+        self.repair.forget(task.queue, task.id)
 
     # -- around every event ----------------------------------------------------------------------
 
@@ -215,6 +223,8 @@ class Node:
         core = self.core
         core.standing = self.membership.in_standing(now_ms)
         self.syncs.note_standing(was_member=core.is_member or bool(core.members))
+        if core.standing:
+            self.repair.heal(now_ms, actions)
         self.dispatcher.start_due_deliveries(now_ms, actions)
         self.syncs.ask_pending(now_ms, actions)
 

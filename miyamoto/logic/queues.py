@@ -124,8 +124,14 @@ class QueueState:
         return self.bucket.next_token_ms(now_ms)
 
 
+DESTINATION_HOLDS_MAX = 10_000
+"""Destinations held back at once (their names come from clients' URLs, so they are bounded)."""
+
+
 class Queues:
     """Every queue this node has seen, created on first use with its configured settings."""
+
+    destination_holds_max = DESTINATION_HOLDS_MAX
 
     def __init__(self, config: QueuesConfig) -> None:
         self.config = config
@@ -135,6 +141,18 @@ class Queues:
         """Queues with a waiting line."""
         self.destination_hold_ms: dict[tuple[str, int], int] = {}
         """(host, port) -> until when deliveries to it wait (it answered 429/503 Retry-After)."""
+
+    def hold_destination(self, destination: tuple[str, int], until_ms: int, now_ms: int) -> None:
+        """Deliveries to `destination` wait until `until_ms` (it asked, with Retry-After). At
+        the bound, holds that ended are dropped; if none has, the new one is not kept: the task
+        that was told to wait still waits (its retry is put off as far), the others do not."""
+        holds = self.destination_hold_ms
+        if destination not in holds and len(holds) >= self.destination_holds_max:
+            for ended in [d for d, hold_ms in holds.items() if hold_ms <= now_ms]:
+                del holds[ended]
+            if len(holds) >= self.destination_holds_max:
+                return
+        holds[destination] = max(holds.get(destination, 0), until_ms)
 
     def get(self, name: str, now_ms: int) -> QueueState:
         queue = self._queues.get(name)

@@ -38,8 +38,9 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def cluster_json(view: ClusterView, copies_held: int) -> dict[str, Any]:
-    """`GET /_cluster`: this node's view of the cluster."""
+def cluster_json(view: ClusterView, copies_held: int, under_replicated: int) -> dict[str, Any]:
+    """`GET /_cluster`: this node's view of the cluster. `under_replicated`: pending tasks this
+    node repairs that have fewer copies than wanted (waiting for a member to take them)."""
     return {
         "node": view.self_id,
         "role": view.role.value,
@@ -49,5 +50,6 @@ def cluster_json(view: ClusterView, copies_held: int) -> dict[str, Any]:
         "members": [{"node": m.id, "state": m.state.value} for m in view.members],
         "in_majority": view.in_majority,
         "copies_held": copies_held,
+        "under_replicated": under_replicated,
         "stats": dataclasses.asdict(view.stats),
     }

@@ -3,6 +3,10 @@
 When the member list changes, the lowest live holder of each pending task adds copies on the
 members the task's key prefers; copies a repair sent and nobody acknowledged yet are sent again
 every `repair_retry_ms` until their holders acknowledge them.
+
+A task placed while a member was unreachable (skipped, so it has fewer copies than wanted) is
+indexed as under-replicated by its lowest live holder, which adds its missing copies as soon as
+the leader reports a member reachable again: only the indexed tasks are visited.
 """
 
 from __future__ import annotations
@@ -20,10 +24,63 @@ class Repair:
         """When unacknowledged copies are sent again (None: none are awaited)."""
         self.unconfirmed_copies: dict[tuple[str, str], set[str]] = {}
         """Copies sent by a repair and not yet acknowledged, by (queue, task id)."""
+        self.under_replicated: set[tuple[str, str]] = set()
+        """Pending tasks held here, this node their lowest live holder, with fewer live copies
+        than wanted (min(R, members))."""
+        self._unreachable_seen: tuple[str, ...] = ()
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
             self.repair(now_ms, actions)
+
+    def forget(self, queue: str, task_id: str) -> None:
+        """The copy here finished or was dropped: nothing is left to repair."""
+        self.unconfirmed_copies.pop((queue, task_id), None)
+        self.under_replicated.discard((queue, task_id))
+
+    def note_copy(self, task: Task) -> None:
+        """A copy was stored here: index it if it is short of copies and ours to repair."""
+        members = set(self.core.members)
+        self._index(task, members, min(self.core.config.replicas, len(members)))
+
+    def _index(self, task: Task, members: set[str], wanted: int) -> None:
+        key = (task.queue, task.id)
+        live = [(n, k) for n, k in task.holders if n in members]
+        if live and len(live) < wanted and min(live, key=lambda h: h[1])[0] == self.core.me:
+            self.under_replicated.add(key)
+        else:
+            self.under_replicated.discard(key)
+
+    def heal(self, now_ms: int, actions: list[Action]) -> None:
+        """After every step: when the members the leader reports unreachable change, the
+        under-replicated tasks get the copies they miss (on the members now reachable)."""
+        if not self.under_replicated:
+            return  # (most steps: and asking the membership costs a heartbeat's making)
+        unreachable = self.core.membership.unreachable()
+        if unreachable == self._unreachable_seen:
+            return
+        self._unreachable_seen = unreachable
+        core = self.core
+        members = set(core.members)
+        wanted = min(core.config.replicas, len(members))
+        for key in sorted(self.under_replicated):
+            task = core.tasks.get(*key)
+            assert task is not None and not task.state.is_final, key  # (forgotten at its end)
+            self._repair_task(task, members, wanted, now_ms, actions)
+        if self.unconfirmed_copies and self.retry_at_ms is None:
+            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def check_invariants(self) -> None:
+        """Unacknowledged copies are of tasks still pending here, and a retry is armed for
+        them."""
+        tasks = self.core.tasks
+        for (queue, task_id), nodes in self.unconfirmed_copies.items():
+            task = tasks.get(queue, task_id)
+            assert nodes and task is not None and not task.state.is_final, (queue, task_id)
+        assert not self.unconfirmed_copies or self.retry_at_ms is not None
+        for queue, task_id in self.under_replicated:
+            task = tasks.get(queue, task_id)
+            assert task is not None and not task.state.is_final, (queue, task_id)
 
     def acknowledged(self, sender: str, queue: str, task_id: str) -> None:
         """`sender` acknowledged a copy of the task (stored, or had it already)."""
@@ -37,25 +94,34 @@ class Repair:
         """Every pending task whose lowest live holder is this node gets back to R copies."""
         core = self.core
         self.retry_at_ms = None
+        self.under_replicated = set()  # rebuilt by the scan
         members = set(core.members)
-        me = core.me
         wanted = min(core.config.replicas, len(members))
         for tasks in list(core.tasks.store.by_queue()):
             for task in list(tasks):
                 if task.state.is_final or not task.holders:
                     continue
-                live = [(n, k) for n, k in task.holders if n in members]
-                if not live or min(live, key=lambda h: h[1])[0] != me:
-                    continue
-                key = (task.queue, task.id)
-                if len(live) < wanted:
-                    self._add_copies(task, live, wanted, now_ms, actions)
-                elif key in self.unconfirmed_copies:
-                    for node in sorted(self.unconfirmed_copies[key]):
-                        core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)),
-                                  actions)  # fmt: skip
+                self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def _repair_task(
+        self, task: Task, members: set[str], wanted: int, now_ms: int, actions: list[Action]
+    ) -> None:
+        """If this node is the task's lowest live holder: adds the copies it misses, or sends
+        again those not acknowledged; indexes it while it is still short of copies."""
+        core = self.core
+        key = (task.queue, task.id)
+        live = [(n, k) for n, k in task.holders if n in members]
+        if not live or min(live, key=lambda h: h[1])[0] != core.me:
+            self.under_replicated.discard(key)
+            return
+        if len(live) < wanted:
+            self._add_copies(task, live, wanted, now_ms, actions)
+        elif key in self.unconfirmed_copies:
+            for node in sorted(self.unconfirmed_copies[key]):
+                core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+        self._index(task, members, wanted)
 
     def remake_copies(
         self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
@@ -70,6 +136,7 @@ class Repair:
         wanted = min(core.config.replicas, len(members))
         if len(live) < wanted:
             self._add_copies(task, live, wanted, now_ms, actions)
+            self._index(task, members, wanted)
         if self.unconfirmed_copies and self.retry_at_ms is None:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
 

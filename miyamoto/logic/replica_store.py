@@ -14,6 +14,7 @@ from .core import NodeCore
 from .local_tasks import WAITING, is_primary
 from .queue_ops import rerun_copy
 from .render import task_json
+from .repair import Repair
 from .replica_messages import (
     CancelResult,
     Claim,
@@ -28,9 +29,10 @@ from .task import Task, TaskState
 
 
 class ReplicaStore:
-    def __init__(self, core: NodeCore, syncs: SyncRecords) -> None:
+    def __init__(self, core: NodeCore, syncs: SyncRecords, repair: Repair) -> None:
         self.core = core
         self.syncs = syncs
+        self.repair = repair
 
     def store_copy(self, copy: TaskCopy, now_ms: int) -> tuple[bool, str, Holders]:
         """Keeps `copy` unless this node already has (or remembers) the task.
@@ -64,6 +66,7 @@ class ReplicaStore:
         if copy.lease_ms:
             task.due_ms = max(task.due_ms, now_ms + copy.lease_ms)
         core.tasks.add(task)
+        self.repair.note_copy(task)
         if is_primary(task):
             core.queues.get(task.queue, now_ms).note_waiting(task)
         soon = task.due_ms <= now_ms + core.config.placement_timeout_ms

@@ -44,6 +44,12 @@ class TimerHeap:
             heapq.heappop(heap)
         return None
 
+    def compact(self) -> None:
+        """Drops every stale entry at once (O(n)): for when most entries are stale, as after a
+        purge of tasks not due for long. Pops keep their order: entries compare totally."""
+        self._heap = [entry for entry in self._heap if _is_live(entry[0], entry[2])]
+        heapq.heapify(self._heap)
+
     def pop_due(self, now_ms: int) -> Task | None:
         """The next live task due at or before now_ms, removed from the heap; else None."""
         due_ms = self.next_due_ms()

@@ -69,6 +69,11 @@ class SyncRecords:
         """Questions in flight, by (negative) QueryTask ref."""
         self._next_question_ref = -1
 
+    def __len__(self) -> int:
+        """Copies with a sync record (a bound: at most the copies held, plus first copies still
+        to arrive, which are swept at `tasks_max`)."""
+        return len(self._records)
+
     # -- the record table: every change of a flag goes through here, to keep the counts ---------
 
     def _record(self, key: tuple[str, str]) -> CopySync:
@@ -104,8 +109,15 @@ class SyncRecords:
     def check_invariants(self) -> None:
         """What must hold after every step (cheap: the table holds only copies that sync)."""
         must_sync = ask_when_due = asking = 0
+        tasks = self.core.tasks
         for key, record in self._records.items():
             assert record.must_sync or record.ask_when_due or record.cleared_to_fire, key
+            # Created with the copy (or for a first copy still to arrive), dropped with it.
+            task = tasks.get(*key)
+            if task is None:
+                assert not (record.must_sync or record.cleared_to_fire), key
+            else:
+                assert not task.state.is_final, (key, task.state)
             if record.must_sync:
                 must_sync += 1
                 if record.question_ref is not None:
@@ -126,8 +138,19 @@ class SyncRecords:
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         for ref, question in list(self._questions.items()):
-            if question.deadline_ms <= now_ms:
+            if question.deadline_ms <= now_ms and ref in self._questions:
                 self._settle(ref, now_ms, actions)
+
+    def forget(self, queue: str, task_id: str) -> None:
+        """The copy finished or was dropped: its record goes, and its question with it (the
+        answers would change nothing now)."""
+        record = self._records.pop((queue, task_id), None)
+        if record is None:
+            return
+        self._must_sync_count -= record.must_sync
+        self._ask_when_due_count -= record.ask_when_due
+        if record.question_ref is not None:
+            del self._questions[record.question_ref]
 
     def note_standing(self, was_member: bool) -> None:
         """After every step: a node back in standing checks every replicated copy it holds."""
@@ -164,19 +187,25 @@ class SyncRecords:
         key = (task.queue, task.id)
         record = self._records.get(key)
         must_sync = record is not None and record.must_sync
-        if due and task.state is TaskState.SCHEDULED and not must_sync:
-            if record is not None and record.cleared_to_fire:
-                record.cleared_to_fire = False
-                self._tidy(key, record)
-            elif (
+        if due and record is not None and record.cleared_to_fire and not must_sync:
+            # Cleared once: it fires now, whatever its state (a retrying copy kept the flag
+            # until it ended).
+            record.cleared_to_fire = False
+            self._tidy(key, record)
+        elif (
+            due
+            and task.state is TaskState.SCHEDULED
+            and not must_sync
+            and (
                 task.copy_index > 0
                 or (record is not None and record.ask_when_due)
                 or not self._where_preferred(task)
-            ):
-                self._set_ask_when_due(key, False)
-                record = self._record(key)
-                self._set_must_sync(key, record)
-                must_sync = True
+            )
+        ):
+            self._set_ask_when_due(key, False)
+            record = self._record(key)
+            self._set_must_sync(key, record)
+            must_sync = True
         if self.core.standing and not must_sync:
             return False
         record = self._record(key)
