@@ -511,7 +511,9 @@ class Checker:
                 if self._given_up(record):
                     pass  # a dead letter, as its policy said (checked above)
                 elif record.all_holders_lost_ms is not None:
-                    if self._lost_too_fast(record, end_ms):
+                    if self.quorum_lost_ms is not None:
+                        report.lost_no_quorum += 1  # no majority: maybe never repairable
+                    elif self._lost_too_fast(record, end_ms):
                         report.lost_all_holders += 1
                 elif self.quorum_lost_ms is not None:
                     # Not delivered when a majority crashed for good: the survivors may not

@@ -115,6 +115,8 @@ class FaultLog:
         self.windows: list[FaultWindow] = []
         self._message_faults: dict[str, list[int]] = {}
         """Per node, the times of packet faults on its links (either end), in time order."""
+        self.node_count = 0
+        """How many nodes the world has (0: unknown), for `stalled_ms`."""
         self._link_faults: dict[tuple[str, str], list[int]] = {}
         """Per link (its two ends, sorted), the times of packet faults on it, in time order."""
 
@@ -176,13 +178,27 @@ class FaultLog:
         return None
 
     def stalled_ms(self, start_ms: int, end_ms: int) -> int:
-        """How much of [start_ms, end_ms] some pause, clog or partition lasted (anywhere): time
-        in which a repair may not have been possible. Crashes are not counted."""
-        spans = sorted(
-            (max(w.start_ms, start_ms), min(end_ms if w.end_ms is None else w.end_ms, end_ms))
+        """How much of [start_ms, end_ms] some pause, clog or partition lasted (anywhere), or
+        half the nodes or more were crashed (no majority to change the member list): time in
+        which a repair may not have been possible. A crash alone does not count."""
+        clipped = [
+            (max(w.start_ms, start_ms), min(end_ms if w.end_ms is None else w.end_ms, end_ms), w)
             for w in self.windows
-            if w.kind not in CRASH_KINDS
+        ]
+        spans = [(b, e) for b, e, w in clipped if w.kind not in CRASH_KINDS]
+        crash_edges = sorted(
+            edge
+            for b, e, w in clipped
+            if w.kind in CRASH_KINDS and e > b
+            for edge in ((b, 1), (e, -1))
         )
+        down, since_ms = 0, start_ms
+        for at_ms, step in crash_edges:
+            if step < 0 and 2 * down >= self.node_count > 0:
+                spans.append((since_ms, at_ms))
+            down += step
+            since_ms = at_ms
+        spans.sort()
         total, reached = 0, start_ms
         for begin, end in spans:
             begin = max(begin, reached)

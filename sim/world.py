@@ -222,6 +222,7 @@ class World:
         self._steps = 0
         self._client_requests = 0
         self.copies = CopyLedger()
+        checker.faults.node_count = len(config.node_ids)
 
     @property
     def now_ms(self) -> int:

@@ -120,6 +120,18 @@ def test_stalled_time_counts_overlapping_windows_once_and_ignores_crashes() -> N
     assert faults.stalled_ms(50, 60) == 10
 
 
+def test_stalled_time_counts_when_half_the_nodes_or_more_were_crashed() -> None:
+    faults = FaultLog()
+    faults.node_count = 3
+    faults.close(faults.open("crash", ["n1"], 100), 500)
+    faults.close(faults.open("crash", ["n2"], 200), 300)  # two of three down in [200, 300]
+    assert faults.stalled_ms(0, 1_000) == 100
+    faults.node_count = 4
+    assert faults.stalled_ms(0, 1_000) == 100  # two of four: no majority either
+    faults.node_count = 5
+    assert faults.stalled_ms(0, 1_000) == 0
+
+
 # -- duplicates ------------------------------------------------------------------------------------
 
 
