@@ -191,6 +191,11 @@ class _NodeCollector:
         yield _gauge(
             "miyamoto_dead_letters", "Failed tasks (dead letters) this node holds a copy of.", dead
         )
+        yield _gauge(
+            "miyamoto_under_replicated_tasks",
+            "Pending tasks this node heals that have fewer than R copies (as GET /_cluster says).",
+            len(node.repair.under_replicated),
+        )
 
     def _cluster(self, node: Node) -> Iterator[Metric]:
         view = node.membership.view()
