@@ -114,8 +114,6 @@ def required_scope(route: Route) -> Scope | None:
     match route.operation:
         case Operation.HEALTH:
             return None  # load balancers and supervisors probe it without credentials
-        case Operation.PEER:
-            return None  # not an API route: peers authenticate their batches themselves
         case Operation.ENQUEUE:
             return Scope.ENQUEUE
         case Operation.QUEUE_INFO | Operation.TASK_INFO | Operation.CLUSTER:

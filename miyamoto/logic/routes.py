@@ -12,7 +12,6 @@ from .errors import ClientError, shown
 class Operation(enum.Enum):
     HEALTH = "health"
     CLUSTER = "cluster"
-    PEER = "peer"
     ENQUEUE = "enqueue"
     QUEUE_INFO = "queue_info"
     TASK_INFO = "task_info"
@@ -34,7 +33,6 @@ class Route:
 _NODE_PATHS: dict[str, tuple[str, Operation]] = {
     "_health": ("GET", Operation.HEALTH),
     "_cluster": ("GET", Operation.CLUSTER),
-    "_peer": ("POST", Operation.PEER),
 }
 """The node's own paths (they start with `_`, which queue names may not)."""
 
@@ -110,9 +108,14 @@ SHELL_PATHS: dict[str, str] = {
 node state (miyamoto/io/static_routes.py)."""
 
 
+PEER_BATCH_PATH = "/_peer"
+"""`POST /_peer`: peers' message batches, which the shell checks, decodes and feeds to the node
+(miyamoto/io/peer_endpoint.py); the node's API never sees them."""
+
+
 def api_routes() -> list[tuple[str, str]]:
     """Every (method, path template) the node and its shell answer, sorted."""
     node = [(method, f"/{path}") for path, (method, _) in _NODE_PATHS.items()]
     queue = [(method, path) for method, path, _ in QUEUE_ROUTES]
     shell = [("GET", path) for path in SHELL_PATHS]
-    return sorted({*node, *queue, *shell})
+    return sorted({*node, *queue, *shell, ("POST", PEER_BATCH_PATH)})
