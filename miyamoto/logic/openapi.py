@@ -350,7 +350,19 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 },
                 "in_majority": {"type": "boolean"},
                 "copies_held": {"type": "integer"},
+                "under_replicated": {"type": "integer"},
                 "stats": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "peer_endpoint": {
+                    "type": "object",
+                    "description": "What reached POST /_peer since the process started.",
+                    "properties": {
+                        "batches": {"type": "integer"},
+                        "messages": {"type": "integer"},
+                        "batches_malformed": {"type": "integer"},
+                        "authenticated": {"type": "boolean"},
+                        "auth": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
             },
         },
     }
