@@ -78,6 +78,8 @@ def test_every_operation_has_a_scope_and_only_health_is_open() -> None:
         Operation.TASK_CANCEL: Scope.ADMIN,
         Operation.TASK_RERUN: Scope.ADMIN,
         Operation.QUEUE_COMMAND: Scope.ADMIN,
+        Operation.DESTINATIONS: Scope.ADMIN,
+        Operation.DESTINATION_LIFT: Scope.ADMIN,
     }
 
 

@@ -13,6 +13,7 @@ from typing import assert_never
 from .actions import Action, SendApiResponse
 from .coordinator import Coordinator
 from .core import NodeCore
+from .destination_holds import destinations_json, parse_destination
 from .enqueue_parse import validate_queue_name
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse, error_response, json_response
@@ -97,6 +98,14 @@ class Api:
             view = core.membership.view()
             under = len(self.repair.under_replicated)
             return json_response(200, cluster_json(view, len(core.tasks), under))
+        if where.operation is Operation.DESTINATIONS:
+            return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
+        if where.operation is Operation.DESTINATION_LIFT:
+            host, port = parse_destination(where.destination)
+            lifted = core.queues.lift_holds(host, port)
+            if not lifted:
+                raise ClientError(404, f"no queue holds deliveries to {where.destination[:300]}")
+            return json_response(200, {"status": "lifted", "queues": lifted})
         if not core.is_member and where.operation is not Operation.ENQUEUE:
             raise core.not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
         queue = validate_queue_name(where.queue, core.config.limits)
@@ -180,7 +189,12 @@ class Api:
                 cancel.add(me, result.state, result.holders)
                 ask_cancel = CancelTask(ref=request_id, queue=queue, task_id=where.task_id)
                 return self._fan_out(cancel, ask_cancel, actions)
-            case Operation.HEALTH | Operation.CLUSTER:
+            case (
+                Operation.HEALTH
+                | Operation.CLUSTER
+                | Operation.DESTINATIONS
+                | Operation.DESTINATION_LIFT
+            ):
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)

@@ -118,7 +118,13 @@ def required_scope(route: Route) -> Scope | None:
             return Scope.ENQUEUE
         case Operation.QUEUE_INFO | Operation.TASK_INFO | Operation.CLUSTER:
             return Scope.READ
-        case Operation.TASK_CANCEL | Operation.TASK_RERUN | Operation.QUEUE_COMMAND:
+        case (
+            Operation.TASK_CANCEL
+            | Operation.TASK_RERUN
+            | Operation.QUEUE_COMMAND
+            | Operation.DESTINATIONS
+            | Operation.DESTINATION_LIFT
+        ):
             return Scope.ADMIN
         case _:
             assert_never(route.operation)
