@@ -139,8 +139,8 @@ class _NodeCollector:
         holds = sum(1 for until_ms in node.queues.destination_hold_ms.values() if until_ms > now_ms)
         yield _gauge(
             "miyamoto_destination_holds",
-            "Destinations (host:port) whose deliveries wait because they answered 429 or 503 "
-            "with Retry-After.",
+            "(queue, host:port) pairs whose deliveries wait because the destination answered "
+            "429 or 503 with Retry-After.",
             holds,
         )
         yield from self._cluster(node)
