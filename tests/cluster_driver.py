@@ -62,9 +62,6 @@ class FixedMembership:
     def admit(self, envelope: Envelope, now_ms: int) -> bool:
         return True
 
-    def note_malformed(self) -> None:
-        pass
-
     def in_standing(self, now_ms: int) -> bool:
         return True
 

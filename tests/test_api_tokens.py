@@ -67,11 +67,10 @@ def test_a_bad_tokens_file_is_refused_naming_the_line_not_the_token(text: str, w
     assert ENQUEUER not in str(error.value)
 
 
-def test_every_operation_has_a_scope_and_only_health_and_peer_are_open() -> None:
+def test_every_operation_has_a_scope_and_only_health_is_open() -> None:
     scopes = {op: required_scope(Route(operation=op)) for op in Operation}
     assert scopes == {
         Operation.HEALTH: None,
-        Operation.PEER: None,
         Operation.CLUSTER: Scope.READ,
         Operation.ENQUEUE: Scope.ENQUEUE,
         Operation.QUEUE_INFO: Scope.READ,
@@ -79,6 +78,8 @@ def test_every_operation_has_a_scope_and_only_health_and_peer_are_open() -> None
         Operation.TASK_CANCEL: Scope.ADMIN,
         Operation.TASK_RERUN: Scope.ADMIN,
         Operation.QUEUE_COMMAND: Scope.ADMIN,
+        Operation.DESTINATIONS: Scope.ADMIN,
+        Operation.DESTINATION_LIFT: Scope.ADMIN,
     }
 
 
@@ -123,7 +124,6 @@ def test_scopes_decide_each_operation() -> None:
     assert status(f"Bearer {ADMIN}", "POST", "/q/t1/rerun") == 200
     assert status(f"Bearer {ADMIN}", "POST", "/q") == 403  # scopes do not imply each other
     assert status(None, "GET", "/_health") == 200
-    assert status(None, "POST", "/_peer") == 200  # peers authenticate themselves
 
 
 def test_an_unroutable_request_needs_some_valid_token() -> None:
@@ -171,6 +171,7 @@ async def test_a_node_with_tokens_refuses_what_a_token_does_not_allow() -> None:
             purge = await call(port, "POST", "/q/_purge", token=READER)
             cancel = await call(port, "DELETE", task_path, token=ADMIN)
             health = await call(port, "GET", "/_health")
+            peer = await call(port, "POST", "/_peer")  # the shell's: peers sign their batches
             nursery.cancel_scope.cancel()
     assert (anonymous.status, anonymous.json()["status"]) == (401, "error")
     assert enqueued.status in (200, 201), enqueued
@@ -181,6 +182,7 @@ async def test_a_node_with_tokens_refuses_what_a_token_does_not_allow() -> None:
     assert purge.status == 403
     assert cancel.status == 200 and cancel.json()["status"] == "cancelled"
     assert health.status == 200
+    assert peer.status == 200 and peer.json()["accepted"] == 0
 
 
 async def test_a_node_without_tokens_is_open_and_answers_head_as_get() -> None:

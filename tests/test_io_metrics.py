@@ -19,7 +19,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from miyamoto.io.metrics import OTHER_QUEUE, QUEUE_LABELS_MAX, NodeMetrics
+from miyamoto.io.metrics import OTHER_QUEUE, QUEUE_LABELS_MAX, NodeMetrics, _NodeCollector
 from miyamoto.io.node import serve_node
 from miyamoto.io.ops_endpoints import route_label
 from miyamoto.logic.events import TimerExpired
@@ -330,3 +330,34 @@ async def test_a_cluster_of_two_shows_members_a_leader_and_peer_traffic() -> Non
         assert value(samples, "miyamoto_peer_messages_sent_total") > 0
         assert value(samples, "miyamoto_peer_messages_received_total") > 0
         assert value(samples, "miyamoto_peer_messages_dropped_total", reason="foreign_cluster") == 0
+
+
+def test_under_replicated_tasks_are_a_gauge_read_at_scrape_time() -> None:
+    from dataclasses import replace
+
+    from .cluster_driver import Cluster
+    from .test_replication import CONFIG, URL
+
+    a, b, c = "a:1", "b:1", "c:1"
+    cluster = Cluster([a, b, c], replace(CONFIG, replicas=3))
+    cluster.report_unreachable({c})  # tasks placed now get 2 copies of 3
+    for _ in range(4):
+        assert cluster.call(a, "POST", "/q", {"url": URL, "countdown": 3600}).status == 200
+
+    def under_replicated() -> float:
+        total = 0.0
+        for node in cluster.nodes.values():
+            # (the in-memory cluster's membership has no view: read the task gauges only)
+            metrics = NodeMetrics(node, clock_ms=lambda: 0, process=False)
+            (family,) = [
+                f
+                for f in _NodeCollector(metrics)._tasks_held(metrics, node)
+                if f.name == "miyamoto_under_replicated_tasks"
+            ]
+            total += family.samples[0].value
+        return total
+
+    assert under_replicated() == 4
+    cluster.report_unreachable(set())
+    cluster.advance(1_000)
+    assert under_replicated() == 0

@@ -7,6 +7,7 @@ The real-socket test uses the node's own loopback address."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import socket
 from dataclasses import replace
@@ -23,13 +24,17 @@ from miyamoto.io.ssrf_guard import DestinationDenied, SsrfGuard
 from miyamoto.io.webhook_client import WebhookClient
 from miyamoto.logic.destinations import (
     DestinationPolicy,
+    denied_literal,
     parse_networks,
 )
 from miyamoto.logic.events import DeliveryError, DeliveryFailed
+from miyamoto.logic.limits import Limits
 from miyamoto.logic.node import NodeConfig
 from miyamoto.logic.retry import RetryPolicy
+from miyamoto.logic.urls import parse_webhook_url
 
 from .io_raw_http import exchange, request_bytes
+from .node_driver import NodeDriver
 from .test_io_webhook_client import delivery
 
 TEST_TIMEOUT_S = 10
@@ -93,6 +98,37 @@ def test_the_nodes_own_address_is_denied_whatever_the_rules() -> None:
     wildcard = DestinationPolicy().with_own_address("0.0.0.0", 8088)
     assert refusal(wildcard, "::1", 8088) is not None
     assert refusal(wildcard, "127.0.0.1", 8088) is not None
+
+
+def test_a_literal_address_the_policy_denies_is_a_400_at_enqueue() -> None:
+    policy = DestinationPolicy()
+    error = denied_literal(parse_webhook_url("http://169.254.169.254/x", Limits()), policy)
+    assert error is not None and error.status == 400
+    assert "169.254.169.254" in error.message and "link-local" in error.message
+    assert denied_literal(parse_webhook_url("http://127.0.0.1:9/x", Limits()), policy) is None
+    assert denied_literal(parse_webhook_url("http://metadata.internal/x", Limits()), policy) is None
+
+
+def test_a_node_refuses_to_enqueue_a_denied_literal_or_its_own_address() -> None:
+    d = NodeDriver(NodeConfig(node_id="127.0.0.1:8088"))
+    metadata = d.enqueue_form(task_url="http://169.254.169.254/latest/meta-data/")
+    assert metadata.status == 400
+    assert metadata.json()["error"] == (
+        "url may not point at 169.254.169.254 port 80: "
+        "link-local (cloud metadata services live here)"
+    )
+    itself = d.enqueue_form(task_url="http://127.0.0.1:8088/q/_purge")
+    assert itself.status == 400 and "own API" in itself.json()["error"]
+    batch = d.request(
+        "POST",
+        "/q",
+        json.dumps(
+            [{"url": "http://[fe80::1]/x"}, {"url": "http://127.0.0.1:9/ok", "countdown": 60}]
+        ).encode(),
+        "application/json",
+    ).json()
+    assert [item["status"] for item in batch] == ["error", "scheduled"]
+    assert d.get("/q").json()["counts"]["scheduled"] == 1
 
 
 class FakeNetwork:
@@ -187,7 +223,8 @@ async def call(port: int, method: str, target: str, body: bytes = b"") -> Any:
 
 
 async def test_a_task_pointing_at_the_node_itself_fails_with_a_clear_last_error() -> None:
-    # localhost resolves from /etc/hosts to loopback only, and nothing is ever connected to.
+    # By name: a literal address would be refused at enqueue already. localhost resolves from
+    # /etc/hosts to loopback only, and nothing is ever connected to.
     config = NodeConfig(node_id="127.0.0.1:0", retry=RetryPolicy(retry_limit=0))
     with trio.fail_after(TEST_TIMEOUT_S):
         async with trio.open_nursery() as nursery:

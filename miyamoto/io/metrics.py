@@ -139,8 +139,8 @@ class _NodeCollector:
         holds = sum(1 for until_ms in node.queues.destination_hold_ms.values() if until_ms > now_ms)
         yield _gauge(
             "miyamoto_destination_holds",
-            "Destinations (host:port) whose deliveries wait because they answered 429 or 503 "
-            "with Retry-After.",
+            "(queue, host:port) pairs whose deliveries wait because the destination answered "
+            "429 or 503 with Retry-After.",
             holds,
         )
         yield from self._cluster(node)
@@ -190,6 +190,11 @@ class _NodeCollector:
         dead = sum(c for (_, s), c in totals.items() if s == TaskState.FAILED.value)
         yield _gauge(
             "miyamoto_dead_letters", "Failed tasks (dead letters) this node holds a copy of.", dead
+        )
+        yield _gauge(
+            "miyamoto_under_replicated_tasks",
+            "Pending tasks this node heals that have fewer than R copies (as GET /_cluster says).",
+            len(node.repair.under_replicated),
         )
 
     def _cluster(self, node: Node) -> Iterator[Metric]:

@@ -33,6 +33,7 @@ from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, QueuesConfig, parse_queues_toml
 from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
+from .cluster_counters import with_peer_counters
 from .durable.commit_gate import CommitGate
 from .durable.data_dir import DataDirError
 from .durable.startup import OpenedDataDir, open_data_dir
@@ -163,6 +164,7 @@ async def serve_node(
     handler: RequestHandler = runtime.answer_api_request
     if api_tokens is not None:
         handler = requiring_tokens(handler, api_tokens)
+    handler = with_peer_counters(handler, peer_endpoint.stats_json)
     # The status page and the OpenAPI description are public (the page asks the API with the
     # browser's own credentials); the front counts and logs every answer, theirs included.
     front = ApiFront(

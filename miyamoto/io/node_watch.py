@@ -45,7 +45,8 @@ HOLD_STATUSES = (429, 503)
 class _Flight:
     task: Task
     started_s: float
-    destination: tuple[str, int]
+    destination: tuple[str, str, int]
+    """(queue, host, port): holds are per queue and destination."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class NodeWatch:
         self._clock_s = clock_s
         self._flights: dict[int, _Flight] = {}
         """Deliveries in flight by id; as bounded as the node's own in-flight table."""
-        self._holds: dict[tuple[str, int], int] = {}
+        self._holds: dict[tuple[str, str, int], int] = {}
         """Destination holds logged as set and not yet as lifted: (host, port) -> until ms."""
         self._cluster: _ClusterSeen | None = None
 
@@ -98,7 +99,7 @@ class NodeWatch:
         task = self._node.tasks.in_flight.get(start.delivery_id)
         if task is None:
             return
-        destination = (start.request.host, start.request.port)
+        destination = (task.queue, start.request.host, start.request.port)
         self._flights[start.delivery_id] = _Flight(task, self._clock_s(), destination)
         if self._metrics is not None:
             self._metrics.delivery_lateness.observe(max(0, now_ms - task.due_ms) / 1000)
@@ -136,12 +137,12 @@ class NodeWatch:
 
     # -- destination holds -----------------------------------------------------------------------
 
-    def _note_hold(self, destination: tuple[str, int], status: int, now_ms: int) -> None:
+    def _note_hold(self, destination: tuple[str, str, int], status: int, now_ms: int) -> None:
         until_ms = self._node.queues.destination_hold_ms.get(destination)
         if until_ms is None or until_ms <= now_ms or self._holds.get(destination) == until_ms:
             return
         self._holds[destination] = until_ms
-        host, port = destination
+        _, host, port = destination
         log.info(
             "destination hold set: %s:%d answered %d with Retry-After; its deliveries wait "
             "%.1f s",
@@ -159,7 +160,7 @@ class NodeWatch:
                 self._holds[destination] = current_ms  # extended: keep watching
                 continue
             del self._holds[destination]
-            host, port = destination
+            _, host, port = destination
             log.info("destination hold lifted: %s:%d", host, port)
 
     # -- the cluster -----------------------------------------------------------------------------

@@ -8,17 +8,15 @@ members' (fan-out), merged by the `pending*` classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import assert_never
 
 from .actions import Action, SendApiResponse
-from .codec import PeerProtocolError, decode
 from .coordinator import Coordinator
 from .core import NodeCore
+from .destination_holds import destinations_json, parse_destination
 from .enqueue_parse import validate_queue_name
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse, error_response, json_response
-from .messages import Envelope
 from .pending import PendingCancel, PendingEnqueue, PendingQuery
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
 from .queue_ops import listing_query, queue_command, queue_stats
@@ -45,10 +43,6 @@ Asked = PendingQuery | PendingCancel | PendingQueueInfo | PendingQueueCommand | 
 """A request asked of every member."""
 Pending = PendingEnqueue | Asked
 
-OnEnvelopeFn = Callable[[Envelope, int, list[Action]], None]
-"""Takes one peer message that arrived in a `POST /_peer` batch."""
-
-
 class Api:
     def __init__(
         self,
@@ -56,14 +50,11 @@ class Api:
         coordinator: Coordinator,
         store: ReplicaStore,
         repair: Repair,
-        *,
-        on_envelope: OnEnvelopeFn,
     ) -> None:
         self.core = core
         self.coordinator = coordinator
         self.store = store
         self.repair = repair
-        self._on_envelope = on_envelope
         self._pending: dict[int, Pending] = {}
         """API request id -> the request waiting for peers."""
 
@@ -103,12 +94,18 @@ class Api:
         me = core.me
         if where.operation is Operation.HEALTH:
             return json_response(200, {"status": "ok", "node": me})
-        if where.operation is Operation.PEER:
-            return self._peer_batch(request.body, now_ms, actions)
         if where.operation is Operation.CLUSTER:
             view = core.membership.view()
             under = len(self.repair.under_replicated)
             return json_response(200, cluster_json(view, len(core.tasks), under))
+        if where.operation is Operation.DESTINATIONS:
+            return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
+        if where.operation is Operation.DESTINATION_LIFT:
+            host, port = parse_destination(where.destination)
+            lifted = core.queues.lift_holds(host, port)
+            if not lifted:
+                raise ClientError(404, f"no queue holds deliveries to {where.destination[:300]}")
+            return json_response(200, {"status": "lifted", "queues": lifted})
         if not core.is_member and where.operation is not Operation.ENQUEUE:
             raise core.not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
         queue = validate_queue_name(where.queue, core.config.limits)
@@ -192,30 +189,15 @@ class Api:
                 cancel.add(me, result.state, result.holders)
                 ask_cancel = CancelTask(ref=request_id, queue=queue, task_id=where.task_id)
                 return self._fan_out(cancel, ask_cancel, actions)
-            case Operation.HEALTH | Operation.PEER | Operation.CLUSTER:
+            case (
+                Operation.HEALTH
+                | Operation.CLUSTER
+                | Operation.DESTINATIONS
+                | Operation.DESTINATION_LIFT
+            ):
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)
-
-    def _peer_batch(self, body: bytes, now_ms: int, actions: list[Action]) -> HttpResponse:
-        """`POST /_peer`: envelopes encoded by the codec, one per line."""
-        refused: list[str] = []
-        accepted = 0
-        for line in body.split(b"\n"):
-            if not line:
-                continue
-            try:
-                envelope = decode(line)
-            except PeerProtocolError as error:
-                self.core.membership.note_malformed()
-                refused.append(str(error))
-                continue
-            accepted += 1
-            self._on_envelope(envelope, now_ms, actions)
-        if refused:
-            message = f"refused {len(refused)} of {len(refused) + accepted} messages: {refused[0]}"
-            return error_response(400, message)
-        return json_response(200, {"status": "ok", "accepted": accepted})
 
     def _fan_out(
         self, pending: Asked, message: ReplicaMessage, actions: list[Action]

@@ -114,13 +114,17 @@ def required_scope(route: Route) -> Scope | None:
     match route.operation:
         case Operation.HEALTH:
             return None  # load balancers and supervisors probe it without credentials
-        case Operation.PEER:
-            return None  # not an API route: peers authenticate their batches themselves
         case Operation.ENQUEUE:
             return Scope.ENQUEUE
         case Operation.QUEUE_INFO | Operation.TASK_INFO | Operation.CLUSTER:
             return Scope.READ
-        case Operation.TASK_CANCEL | Operation.TASK_RERUN | Operation.QUEUE_COMMAND:
+        case (
+            Operation.TASK_CANCEL
+            | Operation.TASK_RERUN
+            | Operation.QUEUE_COMMAND
+            | Operation.DESTINATIONS
+            | Operation.DESTINATION_LIFT
+        ):
             return Scope.ADMIN
         case _:
             assert_never(route.operation)

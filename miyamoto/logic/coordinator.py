@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from .actions import Action
 from .core import NodeCore
+from .destinations import denied_literal
 from .enqueue_parse import parse_enqueue
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse
@@ -25,6 +26,7 @@ from .replica_messages import (
     Unconfirmed,
 )
 from .task import TaskSpec, TaskState
+from .urls import parse_webhook_url
 
 StoreCopyFn = Callable[[TaskCopy, int], tuple[bool, str, Holders]]
 """Keeps a copy here: (stored, state of our copy, holders of the copy we had already)."""
@@ -56,6 +58,8 @@ class Coordinator:
         self._place = place
         self._store_copy = store_copy
         self._deliver_locally = deliver_locally
+        self._destinations = core.config.destinations.for_node(core.config.node_id)
+        """Where webhooks may point: a literal address denied here is a 400 at enqueue."""
         self._refs: dict[int, tuple[int, int]] = {}
         """StoreCopy ref -> (API request id, index of the task in that request)."""
         self._refs_by_request: dict[int, list[int]] = {}
@@ -91,9 +95,12 @@ class Coordinator:
         parsed = parse_enqueue(
             queue, request.header("content-type"), request.body, now_ms, core.config.limits
         )
+        parsed_specs = [parsed] if isinstance(parsed, TaskSpec) else parsed
+        specs = [self._allowed(spec) for spec in parsed_specs]
+        if isinstance(parsed, TaskSpec) and isinstance(specs[0], ClientError):
+            raise specs[0]
         if not core.is_member:
             raise core.not_a_member()
-        specs = [parsed] if isinstance(parsed, TaskSpec) else parsed
         pending = PendingEnqueue(
             request_id=request_id,
             deadline_ms=now_ms + core.config.placement_timeout_ms,
@@ -112,6 +119,13 @@ class Coordinator:
             self._reconcile(pending, now_ms, actions)
             return pending.response(core.config.limits.tasks_max)
         return pending
+
+    def _allowed(self, spec: TaskSpec | ClientError) -> TaskSpec | ClientError:
+        """`spec`, or the 400 for a url whose literal address the destination rules deny."""
+        if isinstance(spec, ClientError):
+            return spec
+        url = parse_webhook_url(spec.url, self.core.config.limits)
+        return denied_literal(url, self._destinations) or spec
 
     def place(
         self, spec: TaskSpec, request_id: int, index: int, now_ms: int, actions: list[Action]

@@ -59,10 +59,8 @@ def is_success(status: int) -> bool:
 
 
 RETRY_AFTER_MS_MAX = 600_000
-"""The longest wait a Retry-After may impose: the default queue's `max_backoff` (10 min).
-
-`Node` reads the header before it looks up the task's queue, so the cap here cannot be that
-queue's own `max_backoff`; a receiver asking for more gets this, like any other retry wait."""
+"""The longest wait a Retry-After may impose when the caller names no cap: the default queue's
+`max_backoff` (10 min). The dispatcher passes the task's queue's own `max_backoff`."""
 
 _RETRY_AFTER_CHARS_MAX = 64
 """Longer than any HTTP-date; a longer value is not one we read (or hand to a date parser)."""

@@ -17,6 +17,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .errors import ClientError
+from .urls import WebhookUrl
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -87,6 +90,14 @@ class DestinationPolicy:
             denied=self.denied, allowed=self.allowed, own_addresses=(*self.own_addresses, *own)
         )
 
+    def for_node(self, node_id: str) -> DestinationPolicy:
+        """This policy, also denying `node_id` (host:port) when its host is an IP address."""
+        host, _, port = node_id.rpartition(":")
+        try:
+            return self.with_own_address(host.strip("[]"), int(port))
+        except ValueError:
+            return self  # a host name: the shell denies the addresses it is bound to
+
     def refusal(self, address: IpAddress, port: int) -> str | None:
         """Why a delivery must not connect to address:port, or None when it may."""
         address = _plain(address)
@@ -108,3 +119,15 @@ def _plain(address: IpAddress) -> IpAddress:
             return ipaddress.IPv6Address(str(address).partition("%")[0])
     return address
 
+
+def denied_literal(url: WebhookUrl, policy: DestinationPolicy) -> ClientError | None:
+    """The 400 for a `url` whose host is an IP address the policy denies (known at enqueue; a
+    name is resolved and checked at each delivery); None when it is not denied."""
+    try:
+        address = ipaddress.ip_address(url.host)
+    except ValueError:
+        return None
+    why = policy.refusal(address, url.port)
+    if why is None:
+        return None
+    return ClientError(400, f"url may not point at {url.host} port {url.port}: {why}")

@@ -94,7 +94,7 @@ class Dispatcher:
         core = self.core
         limits = core.config.limits
         request = build_request(task, user_agent=core.config.user_agent, limits=limits)
-        destination = (request.host, request.port)
+        destination = (task.queue, request.host, request.port)
         hold_ms = core.queues.destination_hold_ms.get(destination)
         if hold_ms is not None:
             if hold_ms > now_ms:
@@ -163,6 +163,7 @@ class Dispatcher:
         if task.state is not TaskState.DELIVERING:
             return  # another holder finished the task while our copy was in flight
         task.attempts += 1
+        policy = effective_retry(core.queues.get(task.queue, now_ms).config, task.retry)
         wait_ms: int | None = None
         success = False
         if isinstance(event, DeliveryResponded):
@@ -172,7 +173,9 @@ class Dispatcher:
             task.last_response_excerpt = event.body_excerpt
             success = is_success(event.status)
             if not success:
-                wait_ms = retry_after_ms(event.status, event.headers, now_ms)
+                wait_ms = retry_after_ms(
+                    event.status, event.headers, now_ms, cap_ms=policy.max_backoff_ms
+                )
         else:
             task.last_status = None
             detail = f": {event.detail}" if event.detail else ""
@@ -182,21 +185,21 @@ class Dispatcher:
             core.tasks.finish(task, TaskState.SUCCEEDED, now_ms)
             core.announce_finished(task, core.others(task), actions)
             return
-        policy = effective_retry(core.queues.get(task.queue, now_ms).config, task.retry)
         retries_done = task.attempts - 1
         assert task.first_attempt_ms is not None
         if not policy.may_retry(retries_done, task.first_attempt_ms, now_ms):
             core.tasks.finish(task, TaskState.FAILED, now_ms)
             core.announce_finished(task, core.others(task), actions)
             return
-        # A Retry-After is honoured up to how far ahead a task may be scheduled at all, and
-        # holds back every task for that destination, not just this one.
-        asked_ms = min(wait_ms or 0, core.config.limits.schedule_ahead_ms_max)
+        # A Retry-After is honoured up to the queue's max_backoff (retry_after_ms caps it), and
+        # holds back every task of this queue for that destination, not just this one; other
+        # queues (other tenants) sending to the same host are not held.
+        asked_ms = wait_ms or 0
         if asked_ms:
             destination = build_request(
                 task, user_agent=core.config.user_agent, limits=core.config.limits
             )
-            key = (destination.host, destination.port)
+            key = (task.queue, destination.host, destination.port)
             core.queues.hold_destination(key, now_ms + asked_ms, now_ms)
         delay_ms = max(policy.backoff_ms(retries_done), asked_ms)
         core.tasks.reschedule(task, now_ms + delay_ms, TaskState.RETRYING)

@@ -108,9 +108,7 @@ class Node:
             store_copy=self._store_copy,
             deliver_locally=self._replica_message,
         )
-        self.api = Api(
-            self.core, self.coordinator, self.store, self.repair, on_envelope=self._peer_message
-        )
+        self.api = Api(self.core, self.coordinator, self.store, self.repair)
         self.tasks.on_copy_ended = self._copy_ended
 
     # The shared state, readable and replaceable as before the split (the simulator's

@@ -350,10 +350,35 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 },
                 "in_majority": {"type": "boolean"},
                 "copies_held": {"type": "integer"},
+                "under_replicated": {"type": "integer"},
                 "stats": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "peer_endpoint": {
+                    "type": "object",
+                    "description": "What reached POST /_peer since the process started.",
+                    "properties": {
+                        "batches": {"type": "integer"},
+                        "messages": {"type": "integer"},
+                        "batches_malformed": {"type": "integer"},
+                        "authenticated": {"type": "boolean"},
+                        "auth": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
             },
         },
     }
+
+
+_HOLD: Schema = {
+    "type": "object",
+    "required": ["queue", "destination", "until", "remaining_ms"],
+    "properties": {
+        "queue": {"type": "string"},
+        "destination": {"type": "string", "description": "host:port ([v6]:port for IPv6)"},
+        "until": {"type": "string", "description": "When the hold ends, Unix seconds (decimal)."},
+        "remaining_ms": {"type": "integer"},
+    },
+}
+"""One destination hold in `GET /_destinations`."""
 
 
 def _responses(ok: Schema, **errors: str) -> Schema:
@@ -452,6 +477,48 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                     e400="A line was not a valid peer message.",
                 ),
             }
+        },
+        "/_destinations": {
+            "get": {
+                "summary": "The Retry-After holds this node keeps, by queue and destination",
+                "responses": _responses(
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["holds"],
+                            "properties": {"holds": {"type": "array", "items": _HOLD}},
+                        },
+                        "Holds still in force, sorted by queue and destination.",
+                    )
+                ),
+            }
+        },
+        "/_destinations/{destination}": {
+            "parameters": [
+                _path_param(
+                    "destination",
+                    {"type": "string"},
+                    "host:port ([v6]:port for IPv6), as GET /_destinations shows it.",
+                )
+            ],
+            "delete": {
+                "summary": "Lift every queue's hold on a destination (on this node)",
+                "responses": _responses(
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "queues"],
+                            "properties": {
+                                "status": {"const": "lifted"},
+                                "queues": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "The queues whose hold was lifted.",
+                    ),
+                    e400="Not host:port.",
+                    e404="No queue holds deliveries to it.",
+                ),
+            },
         },
         "/{queue}": {
             "parameters": [queue],

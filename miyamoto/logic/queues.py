@@ -139,11 +139,28 @@ class Queues:
         self._members = 1
         self.blocked: set[str] = set()
         """Queues with a waiting line."""
-        self.destination_hold_ms: dict[tuple[str, int], int] = {}
-        """(host, port) -> until when deliveries to it wait (it answered 429/503 Retry-After)."""
+        self.destination_hold_ms: dict[tuple[str, str, int], int] = {}
+        """(queue, host, port) -> until when that queue's deliveries to host:port wait (it
+        answered one of them 429/503 with Retry-After). Per queue: one tenant's receiver asking
+        to wait does not hold back every other queue's tasks for the same host."""
 
-    def hold_destination(self, destination: tuple[str, int], until_ms: int, now_ms: int) -> None:
-        """Deliveries to `destination` wait until `until_ms` (it asked, with Retry-After). At
+    def holds(self, now_ms: int) -> list[tuple[str, str, int, int]]:
+        """(queue, host, port, until ms) of every hold still in force, sorted."""
+        held = self.destination_hold_ms.items()
+        return sorted((q, h, p, until_ms) for (q, h, p), until_ms in held if until_ms > now_ms)
+
+    def lift_holds(self, host: str, port: int) -> list[str]:
+        """Ends every queue's hold on host:port; the queues whose hold it ended, sorted."""
+        lifted = sorted(q for q, h, p in self.destination_hold_ms if (h, p) == (host, port))
+        for queue in lifted:
+            del self.destination_hold_ms[(queue, host, port)]
+        return lifted
+
+    def hold_destination(
+        self, destination: tuple[str, str, int], until_ms: int, now_ms: int
+    ) -> None:
+        """`destination`'s (queue, host, port) deliveries wait until `until_ms` (it asked, with
+        Retry-After). At
         the bound, holds that ended are dropped; if none has, the new one is not kept: the task
         that was told to wait still waits (its retry is put off as far), the others do not."""
         holds = self.destination_hold_ms

@@ -12,13 +12,14 @@ from .errors import ClientError, shown
 class Operation(enum.Enum):
     HEALTH = "health"
     CLUSTER = "cluster"
-    PEER = "peer"
     ENQUEUE = "enqueue"
     QUEUE_INFO = "queue_info"
     TASK_INFO = "task_info"
     TASK_CANCEL = "task_cancel"
     TASK_RERUN = "task_rerun"
     QUEUE_COMMAND = "queue_command"
+    DESTINATIONS = "destinations"
+    DESTINATION_LIFT = "destination_lift"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,12 +30,14 @@ class Route:
     command: str = ""
     """For QUEUE_COMMAND: pause, resume or purge."""
     query: tuple[tuple[str, str], ...] = ()
+    destination: str = ""
+    """For DESTINATION_LIFT: the host:port whose holds to lift, as given."""
 
 
 _NODE_PATHS: dict[str, tuple[str, Operation]] = {
     "_health": ("GET", Operation.HEALTH),
     "_cluster": ("GET", Operation.CLUSTER),
-    "_peer": ("POST", Operation.PEER),
+    "_destinations": ("GET", Operation.DESTINATIONS),
 }
 """The node's own paths (they start with `_`, which queue names may not)."""
 
@@ -50,6 +53,10 @@ def route(method: str, target: str) -> Route:
     segments = [unquote(s) for s in parts.path.split("/")[1:]]
     if segments and segments[-1] == "" and len(segments) > 1:
         segments.pop()  # a trailing slash names the same resource
+    if segments and segments[0] == "_destinations" and len(segments) == 2:
+        if method != "DELETE":
+            raise ClientError(405, f"{method} is not allowed on {parts.path}; use DELETE")
+        return Route(operation=Operation.DESTINATION_LIFT, destination=segments[1])
     if segments and segments[0].startswith("_"):
         node_path = _NODE_PATHS.get("/".join(segments))
         if node_path is None:
@@ -110,9 +117,15 @@ SHELL_PATHS: dict[str, str] = {
 node state (miyamoto/io/static_routes.py)."""
 
 
+PEER_BATCH_PATH = "/_peer"
+"""`POST /_peer`: peers' message batches, which the shell checks, decodes and feeds to the node
+(miyamoto/io/peer_endpoint.py); the node's API never sees them."""
+
+
 def api_routes() -> list[tuple[str, str]]:
     """Every (method, path template) the node and its shell answer, sorted."""
     node = [(method, f"/{path}") for path, (method, _) in _NODE_PATHS.items()]
     queue = [(method, path) for method, path, _ in QUEUE_ROUTES]
     shell = [("GET", path) for path in SHELL_PATHS]
-    return sorted({*node, *queue, *shell})
+    lift = ("DELETE", "/_destinations/{destination}")
+    return sorted({*node, *queue, *shell, ("POST", PEER_BATCH_PATH), lift})

@@ -215,10 +215,6 @@ class Membership:
             self._heard_ms[envelope.sender] = now_ms
         return True
 
-    def note_malformed(self) -> None:
-        """Count bytes from a peer that the codec refused."""
-        self._stats.dropped_malformed += 1
-
     def view(self) -> ClusterView:
         has_leader = self._has_leader(self._now_ms)
         return ClusterView(
