@@ -278,6 +278,19 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                         "properties": {"node": {"type": "string"}, "copy": {"type": "integer"}},
                     },
                 },
+                "retry": {
+                    "type": "object",
+                    "description": "The retry policy in force: the task's own settings as its"
+                    " queue narrowed them (times in seconds).",
+                    "properties": {
+                        "retry_limit": {"type": "integer"},
+                        "age_limit": {"type": "number"},
+                        "min_backoff": {"type": "number"},
+                        "max_backoff": {"type": "number"},
+                        "max_doublings": {"type": "integer"},
+                        "deadline": {"type": "number"},
+                    },
+                },
                 "copies": {
                     "type": "array",
                     "description": "One per member that answered with a copy (GET of a task).",
