@@ -213,6 +213,12 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
         "properties": {f"task.{name}": _as_text(schema) for name, schema in fields.items()},
         "additionalProperties": {"type": "string"},
     }
+    warnings: Schema = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "An enqueue's warnings, when there are any: JSON read under another "
+        "content type; retry settings the queue narrowed.",
+    }
     return {
         "Error": {
             "type": "object",
@@ -227,6 +233,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                     "an enqueue): retry with it.",
                 },
                 "state": {"type": "string", "description": "The task's state (409)."},
+                "warnings": warnings,
             },
         },
         "JsonTask": json_task,
@@ -240,6 +247,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "queue": {"type": "string"},
                 "eta": {"type": "number", "description": "Unix seconds."},
                 "replicas": {"type": "integer", "description": "Copies stored."},
+                "warnings": warnings,
             },
         },
         "Duplicate": {
@@ -249,6 +257,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "status": {"const": "duplicate"},
                 "id": {"type": "string"},
                 "state": {"type": "string", "enum": _STATES},
+                "warnings": warnings,
             },
         },
         "TaskView": {
