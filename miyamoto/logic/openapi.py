@@ -445,6 +445,38 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                 ),
             }
         },
+        "/_ready": {
+            "get": {
+                "summary": "Readiness (answered by the shell; HEAD too)",
+                "responses": _responses(
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "node"],
+                            "properties": {
+                                "status": {"const": "ready"},
+                                "node": {"type": "string"},
+                                "leader": _nullable({"type": "string"}),
+                            },
+                        },
+                        "The node can take an enqueue: a member, with a leader.",
+                    ),
+                    e503="Not ready; `error` says why.",
+                ),
+            }
+        },
+        "/_metrics": {
+            "get": {
+                "summary": "Prometheus metrics (answered by the shell; HEAD too)",
+                "responses": _responses(
+                    {
+                        "description": "The Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    e404="Metrics are off on this node (--no-metrics).",
+                ),
+            }
+        },
         "/_cluster": {
             "get": {
                 "summary": "This node's view of the cluster",
