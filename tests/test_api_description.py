@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from miyamoto.io.ops_endpoints import SHELL_PATHS as OPS_PATHS
 from miyamoto.io.static_routes import status_page_html, with_static_routes
 from miyamoto.logic.http import HttpRequest, HttpResponse, json_response
 from miyamoto.logic.limits import Limits
@@ -28,15 +29,20 @@ def described_routes() -> set[tuple[str, str]]:
     }
 
 
-def test_every_route_of_the_router_is_in_the_openapi_description_and_nothing_else() -> None:
-    assert described_routes() == set(api_routes())
+def answered_routes() -> set[tuple[str, str]]:
+    """Every route the node or its shell answers: the router's, and the shell's ops paths."""
+    return set(api_routes()) | {("GET", path) for path in OPS_PATHS}
 
 
-def test_every_route_of_the_router_is_in_the_api_docs() -> None:
+def test_every_route_of_the_node_and_its_shell_is_in_the_openapi_description_only() -> None:
+    assert described_routes() == answered_routes()
+
+
+def test_every_route_of_the_node_and_its_shell_is_in_the_api_docs() -> None:
     documented = set(
         re.findall(r"`(GET|POST|DELETE|PUT|PATCH|HEAD) (/[^` ?]*)", API_DOCS.read_text())
     )
-    missing = sorted(set(api_routes()) - documented)
+    missing = sorted(answered_routes() - documented)
     assert not missing, f"docs/api.md does not name {missing}"
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from .actions import Action
 from .core import NodeCore
 from .destinations import denied_literal
-from .enqueue_parse import parse_enqueue
+from .enqueue_parse import parse_enqueue_with_warnings
+from .enqueue_warnings import narrowing_warnings
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse
 from .pending import PendingEnqueue, Placement
@@ -92,7 +93,7 @@ class Coordinator:
         queues_max = core.config.limits.active_queues_max
         if not core.queues.room_for(queue, queues_max):
             raise ClientError(507, f"this node has {queues_max} active queues, its limit")
-        parsed = parse_enqueue(
+        parsed, read_as = parse_enqueue_with_warnings(
             queue, request.header("content-type"), request.body, now_ms, core.config.limits
         )
         parsed_specs = [parsed] if isinstance(parsed, TaskSpec) else parsed
@@ -108,7 +109,14 @@ class Coordinator:
             batch=not isinstance(parsed, TaskSpec),
             epoch=core.membership.epoch,
         )
+        settings = core.queues.config.for_queue(queue)
         for index, spec in enumerate(specs):
+            narrowed = (
+                ()
+                if isinstance(spec, ClientError)
+                else narrowing_warnings(queue, settings, spec.retry)
+            )
+            pending.warnings.append(read_as + narrowed)
             if isinstance(spec, ClientError):
                 pending.placements.append((spec.status, {"status": "error",
                                                          "error": spec.message}))

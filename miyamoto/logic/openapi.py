@@ -213,6 +213,12 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
         "properties": {f"task.{name}": _as_text(schema) for name, schema in fields.items()},
         "additionalProperties": {"type": "string"},
     }
+    warnings: Schema = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "An enqueue's warnings, when there are any: JSON read under another "
+        "content type; retry settings the queue narrowed.",
+    }
     return {
         "Error": {
             "type": "object",
@@ -227,6 +233,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                     "an enqueue): retry with it.",
                 },
                 "state": {"type": "string", "description": "The task's state (409)."},
+                "warnings": warnings,
             },
         },
         "JsonTask": json_task,
@@ -240,6 +247,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "queue": {"type": "string"},
                 "eta": {"type": "number", "description": "Unix seconds."},
                 "replicas": {"type": "integer", "description": "Copies stored."},
+                "warnings": warnings,
             },
         },
         "Duplicate": {
@@ -249,6 +257,7 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "status": {"const": "duplicate"},
                 "id": {"type": "string"},
                 "state": {"type": "string", "enum": _STATES},
+                "warnings": warnings,
             },
         },
         "TaskView": {
@@ -276,6 +285,19 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                     "items": {
                         "type": "object",
                         "properties": {"node": {"type": "string"}, "copy": {"type": "integer"}},
+                    },
+                },
+                "retry": {
+                    "type": "object",
+                    "description": "The retry policy in force: the task's own settings as its"
+                    " queue narrowed them (times in seconds).",
+                    "properties": {
+                        "retry_limit": {"type": "integer"},
+                        "age_limit": {"type": "number"},
+                        "min_backoff": {"type": "number"},
+                        "max_backoff": {"type": "number"},
+                        "max_doublings": {"type": "integer"},
+                        "deadline": {"type": "number"},
                     },
                 },
                 "copies": {
@@ -445,6 +467,38 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                         },
                         "The node serves.",
                     )
+                ),
+            }
+        },
+        "/_ready": {
+            "get": {
+                "summary": "Readiness (answered by the shell; HEAD too)",
+                "responses": _responses(
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "node"],
+                            "properties": {
+                                "status": {"const": "ready"},
+                                "node": {"type": "string"},
+                                "leader": _nullable({"type": "string"}),
+                            },
+                        },
+                        "The node can take an enqueue: a member, with a leader.",
+                    ),
+                    e503="Not ready; `error` says why.",
+                ),
+            }
+        },
+        "/_metrics": {
+            "get": {
+                "summary": "Prometheus metrics (answered by the shell; HEAD too)",
+                "responses": _responses(
+                    {
+                        "description": "The Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    e404="Metrics are off on this node (--no-metrics).",
                 ),
             }
         },

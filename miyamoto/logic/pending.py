@@ -78,12 +78,17 @@ class PendingEnqueue:
     batch: bool
     epoch: int
     """The member list's epoch when the copies were sent."""
+    warnings: list[tuple[str, ...]] = field(default_factory=list)
+    """Per task, what the reply warns of (content type, narrowed retry settings); may be empty."""
 
     def settled(self) -> bool:
         return all(not isinstance(p, Placement) or not p.waiting for p in self.placements)
 
     def response(self, tasks_max: int) -> HttpResponse:
         results = [p.result(tasks_max) if isinstance(p, Placement) else p for p in self.placements]
+        for (_, payload), warnings in zip(results, self.warnings, strict=False):
+            if warnings:
+                payload["warnings"] = list(warnings)
         if self.batch:
             return json_response(200, [payload for _, payload in results])
         ((status, payload),) = results

@@ -35,7 +35,8 @@ def queue_stats(
             (t for t in tasks.store.tasks(query.queue) if t.state is wanted and is_primary(t)),
             key=lambda t: (t.eta_ms, t.id),
         )
-        listed = [json.dumps(task_json(t)) for t in matches[: query.limit]]
+        settings = queues.config.for_queue(query.queue)
+        listed = [json.dumps(task_json(t, settings)) for t in matches[: query.limit]]
     rate = None if queue is None or queue.rate_share is None else queue.rate_share
     return QueueStats(
         ref=query.ref,

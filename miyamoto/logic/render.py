@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from .membership import ClusterView
+from .queue_config import QueueConfig, effective_deadline_ms, effective_retry
 from .task import Task, TaskState
 
 
@@ -14,7 +15,9 @@ def seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000
 
 
-def task_json(task: Task) -> dict[str, Any]:
+def task_json(task: Task, queue: QueueConfig) -> dict[str, Any]:
+    """`queue` is the task's queue's settings: the reply shows the retry policy in force, the
+    task's own settings as narrowed by its queue, so a user sees what will really happen."""
     waiting = task.state in (TaskState.SCHEDULED, TaskState.RETRYING)
     excerpt = task.last_response_excerpt
     return {
@@ -35,6 +38,20 @@ def task_json(task: Task) -> dict[str, Any]:
         "last_response": None if excerpt is None else excerpt.decode("utf-8", "replace"),
         "finished": seconds(task.finished_ms),
         "holders": [{"node": node, "copy": index} for node, index in task.holders],
+        "retry": retry_json(task, queue),
+    }
+
+
+def retry_json(task: Task, queue: QueueConfig) -> dict[str, Any]:
+    """The effective retry policy, in the units the enqueue API takes (times in seconds)."""
+    policy = effective_retry(queue, task.retry)
+    return {
+        "retry_limit": policy.retry_limit,
+        "age_limit": policy.age_limit_ms / 1000,
+        "min_backoff": policy.min_backoff_ms / 1000,
+        "max_backoff": policy.max_backoff_ms / 1000,
+        "max_doublings": policy.max_doublings,
+        "deadline": effective_deadline_ms(queue, task.retry) / 1000,
     }
 
 

@@ -137,7 +137,10 @@ class ReplicaStore:
 
     def query_result(self, ref: int, queue: str, task_id: str) -> QueryResult:
         task = self.core.tasks.get(queue, task_id)
-        return QueryResult(ref=ref, task_json=None if task is None else json.dumps(task_json(task)))
+        if task is None:
+            return QueryResult(ref=ref, task_json=None)
+        settings = self.core.queues.config.for_queue(queue)
+        return QueryResult(ref=ref, task_json=json.dumps(task_json(task, settings)))
 
     def rerun_copy(self, ref: int, queue: str, task_id: str, now_ms: int) -> RerunResult:
         core = self.core
