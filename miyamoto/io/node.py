@@ -314,8 +314,8 @@ async def _serve_until_signal(
                 options.queues_file or "with default settings",
                 "no data directory: nothing is kept on disk"
                 if options.data_dir is None
-                else f"data directory {options.data_dir}: the membership is kept on disk, "
-                "tasks in memory",
+                else f"data directory {options.data_dir}: the membership and the tasks are kept "
+                "on disk",
             )
             if security.api_tokens is None and not _is_loopback(host):
                 log.warning(
