@@ -38,7 +38,7 @@ def durable(ctx: BenchContext) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="miyamoto-bench-durable-") as tmp:
         return [
             *_keepalive(ctx, Path(tmp)),
-            _batch(ctx, Path(tmp) / "batch"),
+            *_batch(ctx, Path(tmp) / "batch"),
             _restart(ctx, Path(tmp) / "restart"),
         ]
 
@@ -70,7 +70,7 @@ def _keepalive(ctx: BenchContext, tmp: Path) -> list[Row]:
                     measured.load.rate_per_s >= DURABLE_GOAL_RATIO * in_memory,
                 )
                 if durable_row
-                else None,
+                else "",
                 server_cpu=cpu_share(measured.server_cpu_s, measured.load.window_s),
                 load_cpu=cpu_share(measured.load.gen_cpu_s, measured.load.window_s),
                 generator=measured.load.generator,
@@ -80,29 +80,41 @@ def _keepalive(ctx: BenchContext, tmp: Path) -> list[Row]:
     return rows
 
 
-def _batch(ctx: BenchContext, data_dir: Path) -> Row:
+def _batch(ctx: BenchContext, data_dir: Path) -> list[Row]:
     scenario = f"batch enqueue ({bodies.BATCH_SIZE}/req), durable"
     duration_s = ctx.duration_s(5.0, 2.0)
-    with Launcher() as launcher:
-        node, port = ctx.start_node(launcher, cpu=ctx.server_cpu, data_dir=data_dir)
-        problem = batch_problem(port)
-        if problem is not None:
-            return Row(scenario=scenario, system="miyamoto node", result=f"skipped: {problem}")
-        measured = ctx.measure(
-            launcher, node, batch_load(), [port], duration_s=duration_s, load_cpu=ctx.load_cpu
+    rows: list[Row] = []
+    in_memory = 0.0
+    for system, directory in (("node --in-memory", None), ("node --data-dir", data_dir)):
+        with Launcher() as launcher:
+            node, port = ctx.start_node(launcher, cpu=ctx.server_cpu, data_dir=directory)
+            problem = batch_problem(port)
+            if problem is not None:
+                return [Row(scenario=scenario, system=system, result=f"skipped: {problem}")]
+            measured = ctx.measure(
+                launcher, node, batch_load(), [port], duration_s=duration_s, load_cpu=ctx.load_cpu
+            )
+        node_rate = measured.load.rate_per_s * bodies.BATCH_SIZE
+        in_memory = in_memory or node_rate
+        rows.append(
+            Row(
+                scenario=scenario,
+                system=f"miyamoto {system}",
+                result=rate(node_rate),
+                ratio=node_rate / in_memory if in_memory else None,
+                per_cpu=per_cpu(node_rate, measured.server_cpu_s, measured.load.window_s),
+                goal=goal(
+                    f"≥ {BATCH_GOAL_TASKS_PER_S:,} tasks/s", node_rate >= BATCH_GOAL_TASKS_PER_S
+                )
+                if directory is not None
+                else "",
+                server_cpu=cpu_share(measured.server_cpu_s, measured.load.window_s),
+                load_cpu=cpu_share(measured.load.gen_cpu_s, measured.load.window_s),
+                generator=measured.load.generator,
+                note=measured.load.errors,
+            )
         )
-    node_rate = measured.load.rate_per_s * bodies.BATCH_SIZE
-    return Row(
-        scenario=scenario,
-        system="miyamoto node --data-dir",
-        result=rate(node_rate),
-        per_cpu=per_cpu(node_rate, measured.server_cpu_s, measured.load.window_s),
-        goal=goal(f"≥ {BATCH_GOAL_TASKS_PER_S:,} tasks/s", node_rate >= BATCH_GOAL_TASKS_PER_S),
-        server_cpu=cpu_share(measured.server_cpu_s, measured.load.window_s),
-        load_cpu=cpu_share(measured.load.gen_cpu_s, measured.load.window_s),
-        generator=measured.load.generator,
-        note=measured.load.errors,
-    )
+    return rows
 
 
 def _restart(ctx: BenchContext, data_dir: Path) -> Row:
