@@ -202,6 +202,6 @@ async def test_a_failed_commit_fails_its_turns_and_what_it_missed_is_written_lat
         gate.after_turn(turns.turn(2))  # a read meanwhile: served from memory at once
         assert turns.done[-1] == (2, None, False)
         store.fail_with = None  # space freed: the retry writes the copy the failure missed
-        await until(lambda: [t.id for t in store.store.load_tasks()] == ["a"])
-        assert gate.last_error is None
+        await until(lambda: gate.last_error is None)
+        assert [t.id for t in store.store.load_tasks()] == ["a"]
         nursery.cancel_scope.cancel()
