@@ -22,6 +22,12 @@ from miyamoto.logic.task import Task
 from .node_driver import NodeDriver, header
 
 
+def durable_node(now_ms: int | None = None) -> NodeDriver:
+    driver = NodeDriver() if now_ms is None else NodeDriver(now_ms=now_ms)
+    driver.node.keep_changes()
+    return driver
+
+
 def changed_keys(driver: NodeDriver) -> set[tuple[str, str]]:
     changes = driver.node.take_changes()
     return set() if changes is None else changes.keys
@@ -31,8 +37,15 @@ def rows(driver: NodeDriver) -> list[tuple[object, ...]]:
     return [encode_task(t) for tasks in driver.node.tasks.store.by_queue() for t in tasks]
 
 
-def test_every_change_of_a_copy_is_reported_once_and_reads_change_nothing() -> None:
+def test_a_node_in_memory_remembers_no_changes() -> None:
     driver = NodeDriver()
+    assert driver.enqueue_json(url="http://h.example/w", id="a").status == 200
+    assert driver.request("POST", "/q/_pause").status == 200
+    assert driver.node.take_changes() is None
+
+
+def test_every_change_of_a_copy_is_reported_once_and_reads_change_nothing() -> None:
+    driver = durable_node()
     assert driver.enqueue_json(url="http://h.example/w", id="a").status == 200
     assert changed_keys(driver) == {("q", "a")}  # stored, and its delivery started (due now)
     assert driver.get("/q/a").status == 200
@@ -49,7 +62,7 @@ def test_every_change_of_a_copy_is_reported_once_and_reads_change_nothing() -> N
 
 
 def test_pausing_and_resuming_a_queue_is_a_change() -> None:
-    driver = NodeDriver()
+    driver = durable_node()
     assert driver.request("POST", "/q/_pause").status == 200
     changes = driver.node.take_changes()
     assert changes is not None and changes.paused == {"q": True}
@@ -74,7 +87,7 @@ def test_a_restored_node_carries_on_with_the_same_tasks_attempts_and_dead_letter
     stored = rows(before)
     shown = {t: json.loads(before.get(f"/q/{t}").body) for t in ("dead", "done", "retrying")}
 
-    after = NodeDriver(now_ms=before.now_ms)
+    after = durable_node(now_ms=before.now_ms)
     after.node.restore([decode_task(r) for r in stored], ["paused"], after.now_ms)
     assert after.node.take_changes() is None  # what was restored is on disk already
     for task_id, task in shown.items():

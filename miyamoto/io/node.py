@@ -124,6 +124,7 @@ async def serve_node(
         # Before the first event: overdue copies fire (or ask first) as the node starts.
         node.restore(durable.tasks, durable.paused_queues, clock_ms())
         durable.tasks = []  # the node holds them now
+        node.keep_changes()
     client = WebhookClient(
         connections_per_destination_max=config.limits.connections_per_destination_max,
         guard=SsrfGuard(_with_own_addresses(config.destinations, listeners)),

@@ -47,6 +47,9 @@ class LocalTasks:
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
+        self.keeps_changes = False
+        """Whether changes are marked for `take_changes` (a durable node's shell takes them
+        after every step; a node in memory would only pile them up)."""
         self._changed: set[tuple[str, str]] = set()
         """Keys of copies changed since `take_changes` (marked here, at the choke points every
         change of a copy goes through: one set insertion each)."""
@@ -62,7 +65,7 @@ class LocalTasks:
 
     def add(self, task: Task) -> None:
         self.store.add(task)
-        self._changed.add((task.queue, task.id))
+        self._mark(task)
         self._count(task, +1)
         if task.state in WAITING:
             self.timers.push(task)
@@ -71,7 +74,7 @@ class LocalTasks:
         self._count(task, -1)
         task.state = state
         self._count(task, +1)
-        self._changed.add((task.queue, task.id))
+        self._mark(task)
 
     def reschedule(self, task: Task, due_ms: int, state: TaskState) -> None:
         assert state in WAITING, state
@@ -96,7 +99,7 @@ class LocalTasks:
         (its request was built already)."""
         self._count(task, -1)
         self.store.remove(task)
-        self._changed.add((task.queue, task.id))
+        self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
         # Its stale timer entry may wait for days to reach the top: free the body now, and the
@@ -121,7 +124,7 @@ class LocalTasks:
     def expire(self, now_ms: int) -> None:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
-            self._changed.add((task.queue, task.id))
+            self._mark(task)
 
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
@@ -129,14 +132,19 @@ class LocalTasks:
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
-        self._changed.add((task.queue, task.id))
+        self._mark(task)
 
     def changed(self, task: Task) -> None:
         """Marks a change made to `task` outside the methods above (counts from a claim)."""
-        self._changed.add((task.queue, task.id))
+        self._mark(task)
+
+    def _mark(self, task: Task) -> None:
+        if self.keeps_changes:
+            self._changed.add((task.queue, task.id))
 
     def pause_changed(self, queue: str, paused: bool) -> None:
-        self._paused_changed[queue] = paused
+        if self.keeps_changes:
+            self._paused_changed[queue] = paused
 
     def take_changes(self) -> TaskChanges | None:
         """What changed since the last call, or None if nothing did."""

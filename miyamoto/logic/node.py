@@ -187,9 +187,14 @@ class Node:
 
     # -- durability (docs/durability.md): the shell writes what changed, and restores it -------
 
+    def keep_changes(self) -> None:
+        """From now on, remember what changed for `take_changes` (a durable node)."""
+        self.tasks.keeps_changes = True
+
     def take_changes(self) -> TaskChanges | None:
-        """The copies and queues changed since the last call (None: nothing did). The shell
-        calls it after every `handle` and holds that call's actions until they are on disk."""
+        """The copies and queues changed since the last call (None: nothing did, or
+        `keep_changes` was not called). The shell calls it after every `handle` and holds that
+        call's actions until they are on disk."""
         return self.tasks.take_changes()
 
     def restore(self, tasks: Iterable[Task], paused_queues: Iterable[str], now_ms: int) -> None:
