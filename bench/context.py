@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import bodies
 from .httpc import Client
@@ -130,8 +131,10 @@ class BenchContext:
         name: str = "node",
         port: int | None = None,
         leader: str = "127.0.0.1",
+        data_dir: Path | None = None,
     ) -> tuple[Service, int]:
-        """`python -m miyamoto.io.node 127.0.0.1 LEADER --port P [extra]`, once it accepts."""
+        """`python -m miyamoto.io.node 127.0.0.1 LEADER --port P [extra]`, once it accepts.
+        In memory unless `data_dir` is given (a fresh directory: see below)."""
         problem = self.node_problem()
         if problem is not None:
             raise BenchError(problem)
@@ -142,7 +145,11 @@ class BenchContext:
                 NODE_MODULE,
                 # In memory: ports are drawn afresh each run, and a data directory left by an
                 # earlier run on the same port would bring back that run's cluster.
-                ["127.0.0.1", leader, "--port", str(port), "--in-memory", *(extra_args or [])],
+                [
+                    *("127.0.0.1", leader, "--port", str(port)),
+                    *(["--in-memory"] if data_dir is None else ["--data-dir", str(data_dir)]),
+                    *(extra_args or []),
+                ],
             ),
             cpu=cpu,
         )

@@ -1,23 +1,25 @@
-"""Persist before send: the gate between a durable node and its peers (commit_gate.py)."""
+"""Persist before acting: the gate holds each turn of a durable node until its changes are on
+disk (commit_gate.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 
 from miyamoto.io.durable.commit_gate import CommitGate
-from miyamoto.io.durable.store import FsyncMode, Store, StoreUnavailable, open_store
+from miyamoto.io.durable.store import Commit, FsyncMode, Store, StoreUnavailable, open_store
+from miyamoto.logic.local_tasks import TaskChanges
 from miyamoto.logic.membership import ClusterTiming, Membership
-from miyamoto.logic.messages import Envelope, HeartbeatAck
 from miyamoto.logic.persistence import MembershipHardState
+from miyamoto.logic.task import Task
 
 NODE = "127.0.0.1:8088"
-PEER = "127.0.0.1:8089"
 WAIT_S = 10
 
 
@@ -45,42 +47,75 @@ class GatedStore:
         self.open = threading.Event()
         self.open.set()
         self.entered = threading.Event()
-        self.committed: list[int] = []
-        """The term of each commit, in order."""
+        self.committed: list[int | None] = []
+        """The term of each commit (None: it had no membership change), in order."""
         self.fail_with: str | None = None
 
-    def commit_hard_state(self, state: MembershipHardState) -> None:
+    def commit(self, commit: Commit) -> None:
         self.entered.set()
         assert self.open.wait(WAIT_S)
         if self.fail_with is not None:
             raise StoreUnavailable(self.fail_with)
-        self.store.commit_hard_state(state)
-        self.committed.append(state.term)
+        self.store.commit(commit)
+        self.committed.append(None if commit.hard_state is None else commit.hard_state.term)
 
 
-def message(number: int) -> Envelope:
-    return Envelope(
-        sender=NODE,
-        incarnation=1,
-        cluster_id=1,
-        term=1,
-        epoch=number,
-        message=HeartbeatAck(epoch_term=1, epoch=number),
-    )
+class Tasks:
+    """Stands in for the node's copies: the test adds and drops them by hand."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str], Task] = {}
+        self.changed: set[tuple[str, str]] = set()
+
+    def add(self, task_id: str) -> None:
+        task = Task(id=task_id, queue="q", method="POST", url="http://127.0.0.1:9/",
+                    headers=(), body=b"x", eta_ms=1, created_ms=1)  # fmt: skip
+        self.held["q", task_id] = task
+        self.changed.add(("q", task_id))
+
+    def drop(self, task_id: str) -> None:
+        del self.held["q", task_id]
+        self.changed.add(("q", task_id))
+
+    def take_changes(self) -> TaskChanges | None:
+        if not self.changed:
+            return None
+        changes, self.changed = TaskChanges(keys=self.changed, paused={}), set()
+        return changes
+
+    def find(self, queue: str, task_id: str) -> Task | None:
+        return self.held.get((queue, task_id))
+
+
+class Turns:
+    """Records the turns the gate carried out: (number, store error, whether it changed)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[int, str | None, bool]] = []
+
+    def turn(self, number: int) -> Callable[[str | None, bool], None]:
+        return lambda error, changed: self.done.append((number, error, changed))
+
+    def numbers(self) -> list[int]:
+        return [number for number, _, _ in self.done]
+
+
+Parts = tuple[Machine, GatedStore, Turns, CommitGate, Tasks]
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> tuple[Machine, GatedStore, list[int], CommitGate]:
+def parts(tmp_path: Path) -> Parts:
     machine = Machine()
     store = GatedStore(open_store(tmp_path, node_id=NODE, fsync=FsyncMode.ALWAYS))
-    sent: list[int] = []
+    tasks = Tasks()
     gate = CommitGate(
         store,  # type: ignore[arg-type]
         machine.hard_state,
-        lambda to, envelope: sent.append(envelope.epoch),
         committed=machine.state,
+        take_changes=tasks.take_changes,
+        find_task=tasks.find,
     )
-    return machine, store, sent, gate
+    return machine, store, Turns(), gate, tasks
 
 
 async def until(condition: object) -> None:
@@ -90,73 +125,83 @@ async def until(condition: object) -> None:
             await trio.sleep(0.005)
 
 
-async def test_messages_leave_at_once_while_the_state_does_not_change(parts: tuple) -> None:
-    _machine, store, sent, gate = parts
-    gate.send(PEER, message(1))
-    gate.send(PEER, message(2))
-    assert sent == [1, 2]
+async def test_turns_are_carried_out_at_once_while_nothing_changes(parts: Parts) -> None:
+    _machine, store, turns, gate, _tasks = parts
+    gate.after_turn(turns.turn(1))
+    gate.after_turn(turns.turn(2))
+    assert turns.done == [(1, None, False), (2, None, False)]
     assert store.committed == []
 
 
-async def test_a_message_after_a_change_waits_for_its_commit_and_order_is_kept(
-    parts: tuple,
+async def test_a_turn_after_a_change_waits_for_its_commit_and_order_is_kept(
+    parts: Parts,
 ) -> None:
-    machine, store, sent, gate = parts
+    machine, store, turns, gate, _tasks = parts
     async with trio.open_nursery() as nursery:
         store.open.clear()
         await nursery.start(gate.run)
         machine.new_term()  # e.g. the node voted in a new term ...
-        gate.send(PEER, message(1))  # ... and this is the vote
-        gate.send(PEER, message(2))  # a later message, no change of its own
+        gate.after_turn(turns.turn(1))  # ... and this turn sends the vote
+        gate.after_turn(turns.turn(2))  # a later turn, no change of its own
         await trio.sleep(0.05)
-        assert sent == [] and gate.messages_held == 2  # nothing leaves before the commit
+        assert turns.done == [] and gate.turns_held == 2  # nothing leaves before the commit
         store.open.set()
-        await until(lambda: sent == [1, 2])
+        await until(lambda: turns.numbers() == [1, 2])
         assert store.committed == [2]
         assert store.store.load_hard_state() == machine.state
         nursery.cancel_scope.cancel()
 
 
-async def test_changes_during_a_commit_share_the_next_one(parts: tuple) -> None:
-    machine, store, sent, gate = parts
+async def test_changes_during_a_commit_share_the_next_one(parts: Parts) -> None:
+    machine, store, turns, gate, tasks = parts
     async with trio.open_nursery() as nursery:
         await nursery.start(gate.run)
         store.open.clear()
         machine.new_term()
-        gate.send(PEER, message(1))
+        gate.after_turn(turns.turn(1))
         await until(store.entered.is_set)  # the first commit runs, waiting on the gate
         for number in (2, 3, 4):
-            machine.new_term()
-            gate.send(PEER, message(number))
+            tasks.add(f"t{number}")
+            gate.after_turn(turns.turn(number))
         store.open.set()
-        await until(lambda: sent == [1, 2, 3, 4])
-        # Three changes arrived while the first commit ran: one more commit wrote them all.
-        assert store.committed == [2, 5]
+        await until(lambda: turns.numbers() == [1, 2, 3, 4])
+        # Three turns changed copies while the first commit ran: one more commit wrote them all.
+        assert store.committed == [2, None]
+        assert sorted(t.id for t in store.store.load_tasks()) == ["t2", "t3", "t4"]
         nursery.cancel_scope.cancel()
 
 
-async def test_a_failed_commit_holds_the_messages_until_a_commit_succeeds(
-    parts: tuple, caplog: pytest.LogCaptureFixture
+async def test_a_dropped_copy_is_deleted_from_the_store(parts: Parts) -> None:
+    _machine, store, turns, gate, tasks = parts
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gate.run)
+        tasks.add("a")
+        tasks.add("b")
+        gate.after_turn(turns.turn(1))
+        await until(lambda: turns.numbers() == [1])
+        tasks.drop("a")
+        gate.after_turn(turns.turn(2))
+        await until(lambda: turns.numbers() == [1, 2])
+        assert [t.id for t in store.store.load_tasks()] == ["b"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_commit_fails_its_turns_and_what_it_missed_is_written_later(
+    parts: Parts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    machine, store, sent, gate = parts
+    _machine, store, turns, gate, tasks = parts
     store.fail_with = "the disk holding x is full"
     async with trio.open_nursery() as nursery:
         await nursery.start(gate.run)
-        machine.new_term()
-        gate.send(PEER, message(1))
-        await until(lambda: gate.last_error is not None)
-        assert sent == [] and gate.messages_held == 1
+        tasks.add("a")
+        gate.after_turn(turns.turn(1))
+        await until(lambda: turns.done != [])
+        # The turn is carried out as failed: the runtime answers it 507, sends no message.
+        assert turns.done == [(1, "the disk holding x is full", True)]
         assert "the disk holding x is full" in caplog.text
-        store.fail_with = None  # space freed: the retry commits and the vote leaves
-        await until(lambda: sent == [1])
-        assert gate.last_error is None
-        nursery.cancel_scope.cancel()
-
-
-async def test_a_change_without_messages_is_committed_soon_anyway(parts: tuple) -> None:
-    machine, store, _sent, gate = parts
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gate.run)
-        machine.new_term()
-        await until(lambda: store.committed == [2])
+        gate.after_turn(turns.turn(2))  # a read meanwhile: served from memory at once
+        assert turns.done[-1] == (2, None, False)
+        store.fail_with = None  # space freed: the retry writes the copy the failure missed
+        await until(lambda: gate.last_error is None)
+        assert [t.id for t in store.store.load_tasks()] == ["a"]
         nursery.cancel_scope.cancel()

@@ -11,6 +11,7 @@ from ..table import Row
 from .batch import batch_enqueue
 from .cluster import cluster
 from .delivery import delivery
+from .durable import durable
 from .enqueue import enqueue_keepalive, enqueue_new_connection
 from .memory import memory
 from .metrics_cost import metrics_cost
@@ -55,6 +56,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="batch", run=batch_enqueue, summary="enqueue by JSON array of 1000 tasks, tasks/s"
+    ),
+    Scenario(
+        name="durable",
+        run=durable,
+        summary="--data-dir vs --in-memory enqueue, durable batch, restart with pending tasks",
     ),
     Scenario(
         name="timer",

@@ -121,6 +121,11 @@ async def serve_node(
     membership = _membership(config, durable, rng, clock_ms())
     membership.add_seeds(more_seeds)
     node = Node(config, rng, clock_ms(), membership=membership)
+    if durable is not None:
+        # Before the first event: overdue copies fire (or ask first) as the node starts.
+        node.restore(durable.tasks, durable.paused_queues, clock_ms())
+        durable.tasks = []  # the node holds them now
+        node.keep_changes()
     client = WebhookClient(
         connections_per_destination_max=config.limits.connections_per_destination_max,
         guard=SsrfGuard(_with_own_addresses(config.destinations, listeners)),
@@ -143,7 +148,11 @@ async def serve_node(
         if committed != durable.saved:
             durable.store.commit_hard_state(committed)
         gate = CommitGate(
-            durable.store, membership.hard_state, peer_links.send, committed=committed
+            durable.store,
+            membership.hard_state,
+            committed=committed,
+            take_changes=node.take_changes,
+            find_task=node.tasks.get,
         )
     node_metrics = (
         NodeMetrics(node, peer_stats=peer_links.stats, clock_ms=clock_ms) if metrics else None
@@ -152,10 +161,11 @@ async def serve_node(
     runtime = NodeRuntime(
         node,
         deliver=deliver or client.deliver,
-        send_peer=peer_links.send if gate is None else gate.send,
+        send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
         observe=watch.observe,
+        gate=gate,
     )
     peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
     if on_peer_endpoint is not None:
@@ -307,8 +317,8 @@ async def _serve_until_signal(
                 options.queues_file or "with default settings",
                 "no data directory: nothing is kept on disk"
                 if options.data_dir is None
-                else f"data directory {options.data_dir}: the membership is kept on disk, "
-                "tasks in memory",
+                else f"data directory {options.data_dir}: the membership and the tasks are kept "
+                "on disk",
             )
             if security.api_tokens is None and not _is_loopback(host):
                 log.warning(
@@ -466,6 +476,7 @@ def open_durable(path: Path, node_id: str, fsync: FsyncMode) -> OpenedDataDir:
     else:
         members = ", ".join(m.id for m in saved.committed.members) or "none yet"
         found = f"member of cluster {saved.cluster_id}, term {saved.term}, members {members}"
+    found += f", {len(durable.tasks)} tasks"
     print(f"miyamoto: data directory {path} ({found})", file=sys.stderr, flush=True)
     return durable
 

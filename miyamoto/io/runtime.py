@@ -12,6 +12,9 @@ An exception out of `node.handle` is a bug, and the node's state may no longer m
 it lost: `feed` logs the event and the traceback, refuses every later event, and `run` raises
 `NodeCrashed`, which ends the daemon with `EXIT_NODE_CRASHED` (a supervisor restarts it) instead
 of running on.
+
+With a `gate` (a durable node, durable/commit_gate.py) each turn's actions are handed to the gate
+instead, which carries them out once what the turn changed is on disk (persist before acting).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol, assert_never
 
 import trio
@@ -34,7 +38,7 @@ from ..logic.events import (
     Event,
     TimerExpired,
 )
-from ..logic.http import HttpRequest, HttpResponse
+from ..logic.http import HttpRequest, HttpResponse, error_response
 from ..logic.limits import Limits
 from ..logic.messages import Envelope
 from .delivery_queue import DeliveryQueue
@@ -67,6 +71,12 @@ Observer = Callable[[Event, list[Action], int], None]
 actions were carried out (metrics and logs read the node there). It runs inside `feed`, so it
 must be cheap and must not await; an exception it raises is logged and goes no further."""
 
+class TurnGate(Protocol):
+    """Holds a turn's actions until its changes are durable (`commit_gate.CommitGate`)."""
+
+    def after_turn(self, carry_out: Callable[[str | None, bool], None]) -> None: ...
+
+
 SendPeer = Callable[[str, Envelope], None]
 """Hands (destination, envelope) to the peer transport without waiting (`PeerLinks.send`; peer
 messages are best effort)."""
@@ -95,8 +105,10 @@ class NodeRuntime:
         clock_ms: Callable[[], int] = wall_clock_ms,
         deliveries_per_destination_max: int = Limits().connections_per_destination_max,
         observe: Observer | None = None,
+        gate: TurnGate | None = None,
     ) -> None:
         self._node = node
+        self._gate = gate
         self._observe = observe
         self._deliver = deliver
         self._deliveries = DeliveryQueue(
@@ -154,9 +166,25 @@ class NodeRuntime:
         armed_ms = self._armed_deadline_ms
         if deadline_ms is not None and (armed_ms is None or deadline_ms < armed_ms):
             self._deadline_may_have_changed.set()
+        if self._gate is None:
+            self._carry_out(actions, None, False)
+        else:
+            self._gate.after_turn(partial(self._carry_out, actions))
+        if self._observe is not None:
+            try:
+                self._observe(event, actions, now_ms)
+            except Exception:
+                log.exception("the node observer failed on %s", type(event).__name__)
+
+    def _carry_out(self, actions: list[Action], store_error: str | None, changed: bool) -> None:
+        """`store_error`: the commit this turn waited for failed. Then nothing the turn changed
+        is confirmed: its answers become 507 if it changed anything, its peer messages are
+        dropped (peers retry); deliveries go ahead (their outcome is committed later)."""
         for action in actions:
             match action:
                 case SendApiResponse(request_id=request_id, response=response):
+                    if store_error is not None and changed:
+                        response = error_response(507, f"not stored: {store_error}")
                     waiter = self._waiters.pop(request_id, None)
                     if waiter is not None:  # None: the client went away meanwhile
                         waiter.response = response
@@ -165,14 +193,10 @@ class NodeRuntime:
                 case StartDelivery():
                     self._deliveries.submit(action)
                 case SendPeerMessage():
-                    self._carry_out_peer_message(action)
+                    if store_error is None:
+                        self._carry_out_peer_message(action)
                 case _:
                     assert_never(action)
-        if self._observe is not None:
-            try:
-                self._observe(event, actions, now_ms)
-            except Exception:
-                log.exception("the node observer failed on %s", type(event).__name__)
 
     async def handle_api_request(self, request: HttpRequest) -> HttpResponse:
         """Feed `request` to the node and wait for its answer."""

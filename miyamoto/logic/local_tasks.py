@@ -6,7 +6,8 @@ notices) is decided by the node.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from .schedule import TimerHeap
 from .store import TaskStore
@@ -18,6 +19,17 @@ STALE_TIMERS_SLACK = 1024
 """Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
 Compacting is O(entries); it leaves no stale entry, so the next one waits for at least as many
 new stale entries as there are live ones (amortized O(1) a drop)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskChanges:
+    """What changed since the last `LocalTasks.take_changes`: the shell writes it to disk."""
+
+    keys: set[tuple[str, str]]
+    """(queue, id) of every copy added, changed or dropped: the shell stores the copy held now
+    under that key, or deletes the key if none is held."""
+    paused: dict[str, bool]
+    """Queues paused (True) or resumed (False)."""
 
 
 class LocalTasks:
@@ -35,6 +47,13 @@ class LocalTasks:
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
+        self.keeps_changes = False
+        """Whether changes are marked for `take_changes` (a durable node's shell takes them
+        after every step; a node in memory would only pile them up)."""
+        self._changed: set[tuple[str, str]] = set()
+        """Keys of copies changed since `take_changes` (marked here, at the choke points every
+        change of a copy goes through: one set insertion each)."""
+        self._paused_changed: dict[str, bool] = {}
         """Called when a copy finishes or is dropped: what the node remembers about a live
         copy (its sync, unacknowledged repair copies) goes with it."""
 
@@ -46,6 +65,7 @@ class LocalTasks:
 
     def add(self, task: Task) -> None:
         self.store.add(task)
+        self._mark(task)
         self._count(task, +1)
         if task.state in WAITING:
             self.timers.push(task)
@@ -54,6 +74,7 @@ class LocalTasks:
         self._count(task, -1)
         task.state = state
         self._count(task, +1)
+        self._mark(task)
 
     def reschedule(self, task: Task, due_ms: int, state: TaskState) -> None:
         assert state in WAITING, state
@@ -78,6 +99,7 @@ class LocalTasks:
         (its request was built already)."""
         self._count(task, -1)
         self.store.remove(task)
+        self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
         # Its stale timer entry may wait for days to reach the top: free the body now, and the
@@ -102,6 +124,7 @@ class LocalTasks:
     def expire(self, now_ms: int) -> None:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
+            self._mark(task)
 
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
@@ -109,6 +132,40 @@ class LocalTasks:
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
+        self._mark(task)
+
+    def changed(self, task: Task) -> None:
+        """Marks a change made to `task` outside the methods above (counts from a claim)."""
+        self._mark(task)
+
+    def _mark(self, task: Task) -> None:
+        if self.keeps_changes:
+            self._changed.add((task.queue, task.id))
+
+    def pause_changed(self, queue: str, paused: bool) -> None:
+        if self.keeps_changes:
+            self._paused_changed[queue] = paused
+
+    def take_changes(self) -> TaskChanges | None:
+        """What changed since the last call, or None if nothing did."""
+        if not self._changed and not self._paused_changed:
+            return None
+        changes = TaskChanges(keys=self._changed, paused=self._paused_changed)
+        self._changed = set()
+        self._paused_changed = {}
+        return changes
+
+    def restore(self, tasks: Iterable[Task]) -> None:
+        """Takes back the copies read from disk at start, as they were stored (not a change).
+        Finished ones expire in the order they finished, as if this process had run on."""
+        finished: list[Task] = []
+        for task in tasks:
+            self.add(task)
+            if task.state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
+                finished.append(task)
+        finished.sort(key=lambda t: t.finished_ms or 0)
+        self.store.restore_finished(finished)
+        self._changed.clear()
 
     def counts(self, queue: str) -> dict[TaskState, int]:
         return dict(self._counts.get(queue, {}))

@@ -22,6 +22,7 @@ The parts, one job each:
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import assert_never
 
 from .actions import Action
@@ -38,7 +39,7 @@ from .events import (
     PeerMessageReceived,
     TimerExpired,
 )
-from .local_tasks import LocalTasks
+from .local_tasks import WAITING, LocalTasks, TaskChanges, is_primary
 from .membership import Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope
 from .pending import Placement
@@ -181,6 +182,35 @@ class Node:
             self.tasks.timers.next_due_ms(),
         ]
         return min((d for d in deadlines if d is not None), default=None)
+
+    # -- durability (docs/durability.md): the shell writes what changed, and restores it -------
+
+    def keep_changes(self) -> None:
+        """From now on, remember what changed for `take_changes` (a durable node)."""
+        self.tasks.keeps_changes = True
+
+    def take_changes(self) -> TaskChanges | None:
+        """The copies and queues changed since the last call (None: nothing did, or
+        `keep_changes` was not called). The shell calls it after every `handle` and holds that
+        call's actions until they are on disk."""
+        return self.tasks.take_changes()
+
+    def restore(self, tasks: Iterable[Task], paused_queues: Iterable[str], now_ms: int) -> None:
+        """Takes back what the last run left on disk, before the first event. A copy that has
+        other holders asks them before it fires (they may have delivered or cancelled the task
+        meanwhile), as a late copy does; copies past the first always ask."""
+        restored = list(tasks)
+        for task in restored:
+            task.holders = self.core.intern(task.holders)
+        self.tasks.restore(restored)
+        for task in restored:
+            if task.state in WAITING:
+                if is_primary(task):
+                    self.queues.get(task.queue, now_ms).note_waiting(task)
+                if task.holders:
+                    self.syncs.ask_when_due(task.queue, task.id)
+        for name in paused_queues:
+            self.queues.get(name, now_ms).paused = True
 
     def check_invariants(self) -> None:
         """Raises AssertionError unless what must hold between events holds. The simulator and

@@ -57,8 +57,10 @@ def queue_command(
     match command.command:
         case QueueCommandKind.PAUSE:
             queue.paused = True
+            tasks.pause_changed(command.queue, True)
         case QueueCommandKind.RESUME:
             queue.paused = False
+            tasks.pause_changed(command.queue, False)
         case QueueCommandKind.PURGE:
             for task in list(tasks.store.tasks(command.queue)):
                 tasks.drop(task)

@@ -84,6 +84,7 @@ class ReplicaStore:
             return
         task.attempts = max(task.attempts, claim.attempts)
         task.executions = max(task.executions, claim.executions)
+        self.core.tasks.changed(task)
         # Copies stay staggered by their index after the lease, so that if the claimant dies
         # they do not all fire at once.
         # Only an attempt in flight makes our copy refuse a cancel: a task that waits for its

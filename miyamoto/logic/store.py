@@ -58,6 +58,12 @@ class TaskStore:
         task.headers = ()
         self._finished.append(task)
 
+    def restore_finished(self, tasks: Iterable[Task]) -> None:
+        """Finished tasks read back from disk, oldest first: they expire as they would have."""
+        for task in tasks:
+            assert task.finished_ms is not None and task.state.is_final, task.state
+            self._finished.append(task)
+
     def next_expiry_ms(self) -> int | None:
         while self._finished:
             task = self._finished[0]

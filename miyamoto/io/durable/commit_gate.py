@@ -1,41 +1,48 @@
-"""Persist before send: peer messages wait until the membership state they follow is on disk.
+"""Persist before acting: what a turn of the node says or does waits until its changes are on disk.
 
-Raft's rule (etcd's Ready): a vote, an acknowledgement or a heartbeat may only leave once the
-term, vote and member list it reflects are durable, or a crash right after sending could make
-the node take it back (vote twice in a term, forget a list it acknowledged). The gate stands
-between the runtime and the peer transport: `send` is the runtime's `send_peer`. The runtime
-sends a node's messages right after `node.handle` returned, so when `send` finds the hard state
-changed since it last looked, that message and every later one are held, a commit of the new
-state is started, and they leave, in order, once it is done.
+A turn is one `node.handle` call and the actions it returned. The runtime hands each turn to
+`after_turn` as a function that carries the actions out. When the turn changed something that
+must be durable (the membership's hard state: Raft's rule, etcd's Ready; or task copies and
+queue pause state: an enqueue is answered `scheduled`, and a holder acknowledges its copy, only
+once the copy is committed), the turn is held, a commit is started, and the turn is carried out
+once it is done. A turn that changed nothing is carried out at once, unless turns before it are
+still held: order is kept, so nothing leaves that depends on a state not yet on disk.
 
-Group commit: a commit writes the newest state; changes made while it runs go into the next
-one, and messages wait only for the commit of the state they were sent after. Commits run in a
-worker thread, one at a time, so the trio thread never waits for fsync.
+Group commit: a commit writes everything changed up to the moment it starts, in one transaction
+and one fsync; turns that arrive while it runs share the next one. Commits run in a worker
+thread, one at a time, so the trio thread never waits for fsync.
+
+A failed commit (disk full, I/O error) fails the turns that waited for it: their API answers
+become 507 if the turn changed something (nothing unconfirmed is acknowledged), their peer
+messages are dropped (peers retry), and their deliveries go ahead (an outcome is written by a
+later commit). What did not reach the disk is written by the next commit, retried every second.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Callable
 from typing import Final
 
 import trio
 
-from ...logic.messages import Envelope
-from ...logic.persistence import MembershipHardState
-from .store import Store, StoreUnavailable
+from ...logic.local_tasks import TaskChanges
+from ...logic.persistence import MembershipHardState, encode_task
+from ...logic.task import Task
+from .store import Commit, Store, StoreUnavailable
 
 log = logging.getLogger("miyamoto.io.durable")
 
-HELD_MESSAGES_MAX: Final = 10_000
-"""Messages waiting for a commit; beyond this new ones are dropped (peer messages are best
-effort, and a store that cannot commit must not grow memory without bound)."""
+HELD_TURNS_MAX: Final = 100_000
+"""Turns waiting for a commit; beyond this a new turn fails at once (a store that cannot keep
+up must not grow memory without bound)."""
 RETRY_AFTER_ERROR_S: Final = 1.0
-CHECK_INTERVAL_S: Final = 1.0
-"""A change that no message followed is committed at the latest this much later."""
 
-SendPeer = Callable[[str, Envelope], None]
+CarryOut = Callable[[str | None, bool], None]
+"""Carries out a turn's actions: (why its commit failed, or None; whether the turn changed
+anything)."""
 
 
 class CommitGate:
@@ -43,76 +50,124 @@ class CommitGate:
         self,
         store: Store,
         hard_state: Callable[[], MembershipHardState],
-        send_peer: SendPeer,
         *,
         committed: MembershipHardState,
+        take_changes: Callable[[], TaskChanges | None] = lambda: None,
+        find_task: Callable[[str, str], Task | None] = lambda queue, task_id: None,
     ) -> None:
-        """`committed`: the state already on disk (the caller committed it before serving)."""
+        """`committed`: the state already on disk (the caller committed it before serving).
+        `take_changes`: the node's changed copies since the last call; `find_task` the copy
+        held now under a key (None: dropped)."""
         self._store = store
         self._hard_state = hard_state
-        self._send_peer = send_peer
+        self._take_changes = take_changes
+        self._find_task = find_task
         self._seen = committed
+        self._hard_state_dirty = False
+        self._dirty_keys: set[tuple[str, str]] = set()
+        self._dirty_paused: dict[str, bool] = {}
         self._generation = 0
-        """Counts changes of the hard state seen so far."""
-        self._durable_generation = 0
-        self._held: collections.deque[tuple[int, str, Envelope]] = collections.deque()
-        """(generation that must be durable first, destination, envelope), oldest first."""
+        """Counts turns that changed something."""
+        self._settled_generation = 0
+        """The last generation whose commit is done (or failed)."""
+        self._held: collections.deque[tuple[int, bool, CarryOut]] = collections.deque()
+        """(generation that must be settled first, whether the turn changed anything, its
+        actions), oldest first."""
         self._work = trio.Event()
         self._limiter = trio.CapacityLimiter(1)
-        self.messages_dropped = 0
+        self.turns_failed = 0
         self.last_error: str | None = None
         """Why the last commit failed, None once one succeeds."""
 
-    def send(self, to: str, envelope: Envelope) -> None:
-        """The runtime's `send_peer`: send now, or hold until the state before it is durable."""
-        self._notice_change()
-        if not self._held and self._durable_generation == self._generation:
-            self._send_peer(to, envelope)
-            return
-        if len(self._held) >= HELD_MESSAGES_MAX:
-            self.messages_dropped += 1
-            return
-        self._held.append((self._generation, to, envelope))
-
     @property
-    def messages_held(self) -> int:
+    def turns_held(self) -> int:
         return len(self._held)
+
+    def after_turn(self, carry_out: CarryOut) -> None:
+        """Carry out a turn now, or once what it changed (and what turns before it changed) is
+        on disk."""
+        changed = self._notice_changes()
+        if not self._held and self._settled_generation == self._generation:
+            carry_out(None, False)
+            return
+        if len(self._held) >= HELD_TURNS_MAX:
+            self.turns_failed += 1
+            carry_out(f"{HELD_TURNS_MAX} turns are waiting for the store: try again", changed)
+            return
+        self._held.append((self._generation, changed, carry_out))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit changes as they come, until cancelled."""
         task_status.started()
         while True:
-            with trio.move_on_after(CHECK_INTERVAL_S):
+            retry = self._hard_state_dirty or self._dirty_keys or self._dirty_paused
+            with trio.move_on_after(RETRY_AFTER_ERROR_S if retry else math.inf):
                 await self._work.wait()
             self._work = trio.Event()
-            self._notice_change()
-            while self._durable_generation < self._generation:
+            self._notice_changes()
+            if self._settled_generation == self._generation and self._has_dirty():
+                self._generation += 1  # what a failed commit left, retried on its own
+            while self._settled_generation < self._generation:
                 await self._commit_newest()
 
-    def _notice_change(self) -> None:
+    def _has_dirty(self) -> bool:
+        return bool(self._hard_state_dirty or self._dirty_keys or self._dirty_paused)
+
+    def _notice_changes(self) -> bool:
+        changed = False
         state = self._hard_state()
         if state is not self._seen and state != self._seen:
             self._seen = state
+            self._hard_state_dirty = changed = True
+        changes = self._take_changes()
+        if changes is not None:
+            self._dirty_keys |= changes.keys
+            self._dirty_paused.update(changes.paused)
+            changed = True
+        if changed:
             self._generation += 1
             self._work.set()
+        return changed
 
     async def _commit_newest(self) -> None:
-        state, generation = self._seen, self._generation
+        generation = self._generation
+        keys, self._dirty_keys = self._dirty_keys, set()
+        paused, self._dirty_paused = self._dirty_paused, {}
+        hard_state = self._seen if self._hard_state_dirty else None
+        self._hard_state_dirty = False
+        # Encoded here, on the trio thread: the copies change as soon as the next turn runs.
+        rows, deleted = [], []
+        for key in keys:
+            task = self._find_task(*key)
+            if task is None:
+                deleted.append(key)
+            else:
+                rows.append(encode_task(task))
+        commit = Commit(
+            hard_state=hard_state, tasks=rows, deleted=deleted, paused=list(paused.items())
+        )
         try:
-            await trio.to_thread.run_sync(
-                self._store.commit_hard_state, state, limiter=self._limiter
-            )
+            await trio.to_thread.run_sync(self._store.commit, commit, limiter=self._limiter)
         except StoreUnavailable as error:
             if self.last_error != str(error):
-                log.error("cannot commit the membership state, holding peer messages: %s", error)
+                log.error("cannot commit, answering 507 and dropping peer messages: %s", error)
             self.last_error = str(error)
-            await trio.sleep(RETRY_AFTER_ERROR_S)
-            self._notice_change()
+            # Not on disk: written by the next commit (changes made since stay newer).
+            self._dirty_keys |= keys
+            for name, value in paused.items():
+                self._dirty_paused.setdefault(name, value)
+            self._hard_state_dirty = self._hard_state_dirty or hard_state is not None
+            self._release(generation, str(error))
             return
         if self.last_error is not None:
-            log.info("the membership state is committed again")
+            log.info("the store commits again")
             self.last_error = None
-        self._durable_generation = generation
+        self._release(generation, None)
+
+    def _release(self, generation: int, error: str | None) -> None:
+        self._settled_generation = generation
         while self._held and self._held[0][0] <= generation:
-            _, to, envelope = self._held.popleft()
-            self._send_peer(to, envelope)
+            _, changed, carry_out = self._held.popleft()
+            if error is not None:
+                self.turns_failed += 1
+            carry_out(error, changed)

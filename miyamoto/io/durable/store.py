@@ -26,11 +26,15 @@ from typing import Any, Final
 from ...logic.persistence import (
     FORMAT_VERSION,
     MEMBERSHIP_COLUMNS,
+    TASK_COLUMNS,
     MembershipHardState,
     RecordError,
+    TaskRow,
     decode_hard_state,
+    decode_task,
     encode_hard_state,
 )
+from ...logic.task import Task
 
 STORE_FILE_NAME: Final = "miyamoto.sqlite3"
 BUSY_TIMEOUT_S: Final = 5.0
@@ -52,8 +56,59 @@ SCHEMA: Final = (
         committed TEXT NOT NULL
     ) STRICT""",
 )
-"""Phase 1's tables (docs/durability.md has phase 2's). `meta` holds format_version, node_id,
-cluster_id and created_ms; `membership` one row, the hard state."""
+"""Format 1's tables. `meta` holds format_version, node_id, cluster_id and created_ms;
+`membership` one row, the hard state."""
+
+TASK_SCHEMA: Final = (
+    """CREATE TABLE tasks (
+        queue TEXT NOT NULL,
+        id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        copy_index INTEGER NOT NULL,
+        holders TEXT NOT NULL,
+        method TEXT NOT NULL,
+        url TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        eta_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        retry TEXT,
+        attempts INTEGER NOT NULL,
+        executions INTEGER NOT NULL,
+        first_attempt_ms INTEGER,
+        last_attempt_ms INTEGER,
+        last_status INTEGER,
+        last_error TEXT,
+        response_excerpt BLOB,
+        finished_ms INTEGER,
+        PRIMARY KEY (queue, id)
+    ) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE queues (
+        name TEXT PRIMARY KEY NOT NULL,
+        paused INTEGER NOT NULL
+    ) STRICT""",
+)
+"""Format 2 adds these: every copy this node holds (pending, finished or failed: one row each,
+updated in place as it moves between states) and the queues' pause state."""
+
+_UPSERT_TASK: Final = (
+    f"INSERT OR REPLACE INTO tasks ({', '.join(TASK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in TASK_COLUMNS)})"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """One transaction: everything that changed in the turns it covers."""
+
+    hard_state: MembershipHardState | None = None
+    """The membership state, if it changed."""
+    tasks: list[TaskRow]
+    """Copies to store (replacing the row of the same queue and id)."""
+    deleted: list[tuple[str, str]]
+    """(queue, id) of copies no longer held."""
+    paused: list[tuple[str, bool]]
 
 
 class FsyncMode(enum.Enum):
@@ -111,29 +166,73 @@ class Store:
             )
         return state
 
+    def load_tasks(self) -> list[Task]:
+        """Every copy stored, as the last commit left it."""
+        columns = ", ".join(TASK_COLUMNS)
+        try:
+            rows = self._db.execute(f"SELECT {columns} FROM tasks").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise DataFileError(f"{self.path}: cannot read the tasks: {error}") from None
+        tasks = []
+        for row in rows:
+            try:
+                tasks.append(decode_task(row))
+            except RecordError as error:
+                raise DataFileError(
+                    f"{self.path}: damaged task record {row[0]!r}/{row[1]!r}: {error}"
+                ) from None
+        return tasks
+
+    def load_paused_queues(self) -> list[str]:
+        try:
+            rows = self._db.execute("SELECT name FROM queues WHERE paused = 1").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise DataFileError(f"{self.path}: cannot read the queues: {error}") from None
+        return [str(row[0]) for row in rows]
+
     def commit_hard_state(self, state: MembershipHardState) -> None:
         """Write `state` durably (as `--fsync` says) or raise StoreUnavailable, writing nothing."""
-        assert state.self_id == self.node_id, (state.self_id, self.node_id)
-        row = encode_hard_state(state)
-        placeholders = ", ".join(f":{c}" for c in MEMBERSHIP_COLUMNS)
+        self.commit(Commit(hard_state=state, tasks=[], deleted=[], paused=[]))
+
+    def commit(self, commit: Commit) -> None:
+        """Write `commit` in one transaction, durably (as `--fsync` says), or raise
+        StoreUnavailable, writing nothing."""
+        state = commit.hard_state
+        assert state is None or state.self_id == self.node_id, (state, self.node_id)
         started_ns = time.perf_counter_ns()
         try:
             with self._transaction():
-                self._db.execute(
-                    f"INSERT OR REPLACE INTO membership (id, {', '.join(MEMBERSHIP_COLUMNS)}) "
-                    f"VALUES (1, {placeholders})",
-                    row,
-                )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('cluster_id', ?)",
-                    (str(state.cluster_id),),
-                )
+                if state is not None:
+                    self._write_hard_state(state)
+                if commit.tasks:
+                    self._db.executemany(_UPSERT_TASK, commit.tasks)
+                if commit.deleted:
+                    self._db.executemany(
+                        "DELETE FROM tasks WHERE queue = ? AND id = ?", commit.deleted
+                    )
+                if commit.paused:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO queues (name, paused) VALUES (?, ?)",
+                        [(name, int(paused)) for name, paused in commit.paused],
+                    )
         except (sqlite3.Error, OSError) as error:
             raise StoreUnavailable(describe_write_error(self.path, error)) from error
         self.stats = CommitStats(
             commits=self.stats.commits + 1,
             last_commit_ms=time.time_ns() // 1_000_000,
             last_commit_latency_us=(time.perf_counter_ns() - started_ns) // 1000,
+        )
+
+    def _write_hard_state(self, state: MembershipHardState) -> None:
+        placeholders = ", ".join(f":{c}" for c in MEMBERSHIP_COLUMNS)
+        self._db.execute(
+            f"INSERT OR REPLACE INTO membership (id, {', '.join(MEMBERSHIP_COLUMNS)}) "
+            f"VALUES (1, {placeholders})",
+            encode_hard_state(state),
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('cluster_id', ?)",
+            (str(state.cluster_id),),
         )
 
     def close(self) -> None:
@@ -213,7 +312,7 @@ def _check_or_create(db: sqlite3.Connection, path: Path, node_id: str) -> None:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
             with _Transaction(db):
-                for statement in SCHEMA:
+                for statement in (*SCHEMA, *TASK_SCHEMA):
                     db.execute(statement)
                 db.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -250,3 +349,15 @@ def _check_or_create(db: sqlite3.Connection, path: Path, node_id: str) -> None:
         )
     if "membership" not in tables:
         raise DataFileError(f"{path}: damaged: the membership table is missing")
+    if version == 1:  # format 1 kept the membership only: add the task tables
+        try:
+            with _Transaction(db):
+                for statement in TASK_SCHEMA:
+                    db.execute(statement)
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),)
+                )
+        except sqlite3.DatabaseError as error:
+            raise DataFileError(f"{path}: cannot upgrade to data format 2: {error}") from None
+    elif "tasks" not in tables or "queues" not in tables:
+        raise DataFileError(f"{path}: damaged: the tasks or queues table is missing")
