@@ -10,11 +10,12 @@ import pytest
 import trio
 
 from miyamoto.io import node as daemon
+from miyamoto.io.cli import parse_args
 from miyamoto.io.runtime import NodeCrashed, NodeRuntime
 from miyamoto.logic.actions import Action, StartDelivery
 from miyamoto.logic.events import DeliveryFailed, DeliveryResponded, Event, TimerExpired
 from miyamoto.logic.http import HttpRequest
-from miyamoto.logic.node import Node, NodeConfig
+from miyamoto.logic.node import Node
 
 TEST_TIMEOUT_S = 10
 
@@ -72,8 +73,9 @@ async def test_the_daemon_exits_with_its_own_status_when_the_node_raises(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(daemon, "Node", NodeRaisingOnTimers)
-    config = NodeConfig(node_id="127.0.0.1:0")
+    options = parse_args(["127.0.0.1", "127.0.0.1", "--port", "0", "--in-memory"])
+    config = daemon.node_config(options)
     with trio.fail_after(TEST_TIMEOUT_S):
-        status = await daemon._run_daemon(config)
+        status = await daemon._run_daemon(config, options, daemon._Security())
     assert status == daemon.EXIT_NODE_CRASHED != 0
     assert "stopped" in capsys.readouterr().err

@@ -450,9 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"miyamoto: {error}", file=sys.stderr)
         return 2
-    if security.cluster_keys is None and (warning := unauthenticated_warning(options.interface)):
-        print(warning, file=sys.stderr, flush=True)
     configure_logging(options.log_level, options.log_format)
+    if security.cluster_keys is None and (warning := unauthenticated_warning(options.interface)):
+        log.warning("%s", warning.removeprefix("miyamoto: "))
     gc.set_threshold(*GC_THRESHOLDS)
     if options.data_dir is None:
         return trio.run(_run_daemon, config, options, security)
@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def open_durable(path: Path, node_id: str, fsync: FsyncMode) -> OpenedDataDir:
-    """The data directory opened for `node_id`, saying what it found on stderr."""
+    """The data directory opened for `node_id`, saying what it found in the log."""
     durable = open_data_dir(path, node_id=node_id, fsync=fsync)
     saved = durable.saved
     if saved is None:
@@ -477,7 +477,7 @@ def open_durable(path: Path, node_id: str, fsync: FsyncMode) -> OpenedDataDir:
         members = ", ".join(m.id for m in saved.committed.members) or "none yet"
         found = f"member of cluster {saved.cluster_id}, term {saved.term}, members {members}"
     found += f", {len(durable.tasks)} tasks"
-    print(f"miyamoto: data directory {path} ({found})", file=sys.stderr, flush=True)
+    log.info("data directory %s (%s)", path, found)
     return durable
 
 
