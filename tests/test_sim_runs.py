@@ -177,11 +177,11 @@ ISSUE_10 = (
     "the task keeps fewer than R copies until it comes due (under_replicated)"
 )
 ISSUE_10_RUNS: dict[str, tuple[int, ...]] = {
-    "isolate_one": (1, 5, 7, 8, 9, 12),
+    "isolate_one": (1, 5, 7, 8, 9),
     "majority_minority": (3, 6, 7, 10),
     "majorities_ring": (1, 8, 10),
     "bridge": (6, 12),
-    "random_halves": (1, 2, 3, 5, 6),
+    "random_halves": (1, 3, 5, 6),
     "isolate_leader": (4, 7, 8),
     "one_way": (3, 4, 11),
     "swizzle_clog": (3, 4, 9, 11, 12),
@@ -191,6 +191,27 @@ ISSUE_10_RUNS: dict[str, tuple[int, ...]] = {
     "rate_limited": (9, 10),
 }
 """CI matrix runs the real node fails only for issue 10, until its fix lands in the logic."""
+
+
+RESTARTED_HOLDER = (
+    "root cause C (issue 14's checker found it; node fix open): a holder that crashes and "
+    "rejoins under the same id before it is removed leaves the member id list unchanged, so no "
+    "repair runs, and repair counts holders by id, so the empty new process counts as a copy: "
+    "the task keeps fewer than R copies (under_replicated, holders 'restarted since')"
+)
+RESTARTED_HOLDER_RUNS: dict[str, tuple[int, ...]] = {
+    "crash_restart": (3, 5, 9, 11, 12),
+    "swarm": (4,),
+    "rate_limited": (2, 3),
+}
+"""CI matrix runs the real node fails only for root cause C."""
+
+
+def _restarted_holder(job: Job, result: RunResult) -> bool:
+    return job.seed in RESTARTED_HOLDER_RUNS.get(job.scenario, ()) and all(
+        v.anomaly is Anomaly.UNDER_REPLICATED and "restarted since" in v.detail
+        for v in result.report.violations
+    )
 
 
 def _issue_10(job: Job) -> bool:
@@ -213,7 +234,9 @@ def test_the_ci_matrix_finds_no_anomaly(
     failed = [
         (job.command(), [str(v) for v in r.report.violations][:3])
         for job, r in zip(jobs, results, strict=True)
-        if r.report.failure is not None and not (_issue_10(job) and _only_issue_10(r))
+        if r.report.failure is not None
+        and not (_issue_10(job) and _only_issue_10(r))
+        and not _restarted_holder(job, r)
     ]
     assert failed == []
 
@@ -227,6 +250,24 @@ def test_the_ci_matrix_finds_no_anomaly(
     ],
 )
 def test_a_ci_matrix_run_failing_for_issue_10_finds_no_anomaly(
+    ci_matrix: tuple[list[Job], list[RunResult], float], scenario: str, seed: int
+) -> None:
+    jobs, results, _ = ci_matrix
+    (result,) = [
+        r for j, r in zip(jobs, results, strict=True) if (j.scenario, j.seed) == (scenario, seed)
+    ]
+    assert result.report.failure is None, [str(v) for v in result.report.violations][:3]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seed"),
+    [
+        pytest.param(scenario, seed, marks=pytest.mark.xfail(strict=True, reason=RESTARTED_HOLDER))
+        for scenario, seeds in RESTARTED_HOLDER_RUNS.items()
+        for seed in seeds
+    ],
+)
+def test_a_ci_matrix_run_failing_for_a_restarted_holder_finds_no_anomaly(
     ci_matrix: tuple[list[Job], list[RunResult], float], scenario: str, seed: int
 ) -> None:
     jobs, results, _ = ci_matrix

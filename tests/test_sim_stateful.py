@@ -14,6 +14,7 @@ import os
 import random
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -158,4 +159,10 @@ SimulatedCluster.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestSimulatedCluster = SimulatedCluster.TestCase
+# Its derandomized schedules now reach root cause C (a holder restarted under the same id is
+# never repaired: see RESTARTED_HOLDER in tests/test_sim_runs.py); strict, so the node fix
+# turns this red until the marker goes.
+TestSimulatedCluster = pytest.mark.xfail(strict=True, reason="root cause C: restarted holder")(
+    TestSimulatedCluster
+)
 # The schedules it found and shrank are replayed in tests/test_sim_stateful_regressions.py.
