@@ -248,21 +248,6 @@ class _NoRepair(Repair):
         return
 
 
-class RepairsNothing(Node):
-    """Never makes a copy again: a task whose holders die keeps the copies it has left.
-    (Bends the `Repair` part: every other part holds the same object, so its class is
-    swapped in place.)"""
-
-    def __init__(
-        self,
-        config: NodeConfig,
-        rng: random.Random,
-        now_ms: int = 0,
-        *,
-        membership: MembershipLayer | None = None,
-    ) -> None:
-        super().__init__(config, rng, now_ms, membership=membership)
-        self.repair.__class__ = _NoRepair
 
 
 class _PlacesOneInEightOnce(NodeCore):
@@ -277,9 +262,11 @@ class _CopiesDueAtEta(NodeCore):
 
 
 class _BendsCore(Node):
-    """Swaps the class of the shared `NodeCore` (every part holds the same object)."""
+    """Swaps the classes of the shared `NodeCore` and `Repair` parts in place (every other
+    part holds the same objects, so a new object would not reach them)."""
 
     core_class: type[NodeCore] = NodeCore
+    repair_class: type[Repair] = Repair
 
     def __init__(
         self,
@@ -291,6 +278,14 @@ class _BendsCore(Node):
     ) -> None:
         super().__init__(config, rng, now_ms, membership=membership)
         self.core.__class__ = self.core_class
+        self.repair.__class__ = self.repair_class
+
+
+class RepairsNothing(_BendsCore):
+    """Never makes a copy again: a task whose holders die keeps the copies it has left.
+    (Bends the `Repair` part.)"""
+
+    repair_class = _NoRepair
 
 
 class MiscountsReplicas(_BendsCore):
