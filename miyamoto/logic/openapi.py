@@ -2,11 +2,8 @@
 
 Built from the same limits and defaults the node enforces, so the numbers cannot drift; a test
 checks that it names every route the router knows, and schemathesis checks a live node against
-it (no 5xx, no status it does not list, no body outside its schemas).
-
-Besides each operation's own answers, any request can get what the HTTP server itself answers
-(`SERVER_ERRORS`): a malformed request (400), a request too slow to arrive (408), a body or
-headers over the limit (413, 431), and a node too busy or too slow to answer (503).
+it (no 5xx, no status it does not list, no body outside its schemas). The paths are here; the
+component schemas in openapi_schemas.py; the helpers both use in openapi_parts.py.
 """
 
 from __future__ import annotations
@@ -15,475 +12,80 @@ from typing import Any
 
 from .. import __version__
 from .config import NodeConfig
-from .enqueue_parse import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE, METHODS
-from .errors import duration_text, size_text
+from .enqueue_parse import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE
+from .errors import size_text
 from .limits import Limits
+from .openapi_parts import (
+    INTEGER,
+    QUEUE_NAME_PATTERN,
+    SERVER_ERRORS,
+    STATES,
+    STRING,
+    TASK_ID_PATTERN,
+    Schema,
+    array_of,
+    error,
+    json_body,
+    nullable,
+    obj,
+    page,
+    path_param,
+    ref,
+    reply,
+    responses,
+)
+from .openapi_schemas import HOLD, component_schemas
 from .queue_ops import LISTING_LIMIT_DEFAULT
 from .routes import QUEUE_COMMANDS
-from .task import TaskState
 
-Schema = dict[str, Any]
-
-_REF = "#/components/schemas/"
-_QUEUE_NAME_PATTERN = "^[A-Za-z0-9-][A-Za-z0-9_-]*$"
-_TASK_ID_PATTERN = "^[A-Za-z0-9_-]+$"
-_DECIMAL_PATTERN = r"^\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
-_INTEGER_PATTERN = r"^[+-]?[0-9]+$"
-_STATES = [state.value for state in TaskState]
-_INT64_MAX = 2**63 - 1
-
-SERVER_ERRORS = {
-    "400": "Malformed HTTP (the server could not parse the request).",
-    "408": "The whole request did not arrive within 30 s of its first byte.",
-    "413": "The request body is over the limit.",
-    "431": "The request line and headers are over the limit.",
-    "503": "The node is busy (too many connections) or did not answer in time; retry.",
-}
-"""What the HTTP server may answer to any request, before or instead of the node."""
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": _REF + name}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {JSON_CONTENT_TYPE: {"schema": schema}}}
-
-
-def _error(description: str) -> Schema:
-    return _json(_ref("Error"), description)
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _seconds(
-    description: str, *, default_ms: int | None = None, maximum: float | None = None
-) -> Schema:
-    """A number of seconds: a JSON number or a decimal string (as a form sends it)."""
-    number: Schema = {"type": "number", "minimum": 0}
-    if maximum is not None:
-        number["maximum"] = maximum
-    schema: Schema = {
-        "description": description,
-        "anyOf": [number, {"type": "string", "pattern": _DECIMAL_PATTERN, "maxLength": 40}],
-    }
-    if default_ms is not None:
-        schema["default"] = default_ms / 1000
-    return schema
-
-
-def _integer(description: str, minimum: int, default: int) -> Schema:
-    return {
-        "description": description,
-        "default": default,
-        "anyOf": [
-            {"type": "integer", "minimum": minimum, "maximum": _INT64_MAX},
-            {"type": "string", "pattern": _INTEGER_PATTERN, "maxLength": 19},
-        ],
-    }
-
-
-def _task_fields(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
-    """The fields a task shares between its JSON and form shapes (a form prefixes `task.`)."""
-    retry = config.retry
-    ahead_s = limits.schedule_ahead_ms_max / 1000
-    deadline_s = limits.delivery_deadline_ms_max / 1000
-    return {
-        "url": {
-            "type": "string",
-            "format": "uri",
-            "maxLength": limits.url_chars_max,
-            "description": "Absolute http:// or https:// URL of the webhook; no user:password@. "
-            "Required.",
-        },
-        "method": {
-            "type": "string",
-            "enum": sorted(METHODS),
-            "default": "POST",
-            "description": "The webhook request's method (any case).",
-        },
-        "countdown": _seconds(
-            "Deliver this many seconds after the node received the request (default 0). "
-            f"At most {duration_text(limits.schedule_ahead_ms_max)} ahead. Not with eta.",
-            default_ms=0,
-            maximum=ahead_s,
-        ),
-        "eta": _seconds(
-            "Deliver at this Unix time in seconds (default now; the past means now). "
-            f"At most {duration_text(limits.schedule_ahead_ms_max)} ahead. Not with countdown."
-        ),
-        "id": {
-            "type": "string",
-            "pattern": _TASK_ID_PATTERN,
-            "minLength": 1,
-            "maxLength": limits.task_id_chars_max,
-            "description": "Your id for the task, unique within the queue: a repeat while the "
-            "task is remembered answers `duplicate` (idempotent enqueue). Default: a random UUID.",
-        },
-        "retry_limit": _integer(
-            "Retries after the first attempt; -1 = no limit. Narrowed to the queue's.",
-            -1,
-            retry.retry_limit,
-        ),
-        "age_limit": _seconds(
-            "No retry once this long after the first attempt; 0 = no limit (default "
-            f"{retry.age_limit_ms / 1000:g}). Narrowed to the queue's.",
-            default_ms=retry.age_limit_ms,
-        ),
-        "min_backoff": _seconds(
-            f"Wait before the first retry (default {retry.min_backoff_ms / 1000:g}); kept "
-            "within the queue's backoff range.",
-            default_ms=retry.min_backoff_ms,
-        ),
-        "max_backoff": _seconds(
-            f"Longest wait between attempts (default {retry.max_backoff_ms / 1000:g}); kept "
-            "within the queue's backoff range; not below min_backoff when both are given.",
-            default_ms=retry.max_backoff_ms,
-        ),
-        "max_doublings": _integer(
-            "How many times the wait doubles before it grows linearly.",
-            0,
-            retry.max_doublings,
-        ),
-        "deadline": _seconds(
-            "Seconds one attempt may take to get a complete answer, 0.001 to "
-            f"{deadline_s:g} ({duration_text(limits.delivery_deadline_ms_max)}); default "
-            f"{config.delivery_deadline_ms / 1000:g}, at most the queue's.",
-            default_ms=config.delivery_deadline_ms,
-            maximum=deadline_s,
-        ),
-    }
-
-
-def _as_text(schema: Schema) -> Schema:
-    """A field as a form gives it: always text (its string form, where it has two)."""
-    if "anyOf" not in schema:
-        return schema
-    (text,) = [s for s in schema["anyOf"] if s["type"] == "string"]
-    rest = {key: value for key, value in schema.items() if key != "anyOf"}
-    if "default" in rest:
-        rest["default"] = f"{rest['default']:g}"  # as a form would write it
-    return {**rest, **text}
-
-
-def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
-    fields = _task_fields(limits, config)
-    param_value: Schema = {"type": ["string", "number", "boolean"]}
-    json_task: Schema = {
-        "type": "object",
-        "description": "One task. `null` means not given. Unknown fields are refused.",
-        "required": ["url"],
-        "additionalProperties": False,
-        "properties": {
-            **fields,
-            "params": {
-                "type": "object",
-                "description": "Params for the webhook: in the query string of a GET, HEAD, "
-                "DELETE or OPTIONS task, else the form-encoded body. A list repeats the key. "
-                f"At most {limits.params_count_max}. Not with body.",
-                "maxProperties": limits.params_count_max,
-                "additionalProperties": {
-                    "anyOf": [param_value, {"type": "array", "items": param_value}]
-                },
-            },
-            "body": {
-                "type": "string",
-                "description": "The request body, sent as UTF-8 (text/plain unless headers say "
-                f"otherwise); at most {size_text(limits.task_body_bytes_max)}. Not with params; "
-                "not for GET or HEAD.",
-            },
-            "headers": {
-                "type": "object",
-                "description": f"Extra headers, at most {limits.task_headers_count_max}, each "
-                f"at most {size_text(limits.task_header_bytes_max)} (name and value). "
-                "Refused: hop-by-hop headers, Host, Content-Length, User-Agent, Expect, "
-                "X-Task-*.",
-                "maxProperties": limits.task_headers_count_max,
-                "additionalProperties": {"type": "string"},
-            },
-        },
-    }
-    form_task: Schema = {
-        "type": "object",
-        "description": "One task: `task.`-prefixed fields; every other field is a param for "
-        "the webhook.",
-        "required": ["task.url"],
-        "properties": {f"task.{name}": _as_text(schema) for name, schema in fields.items()},
-        "additionalProperties": {"type": "string"},
-    }
-    warnings: Schema = {
-        "type": "array",
-        "items": {"type": "string"},
-        "description": "An enqueue's warnings, when there are any: JSON read under another "
-        "content type; retry settings the queue narrowed.",
-    }
-    return {
-        "Error": {
-            "type": "object",
-            "description": "Every error. `error` names the field and states any limit.",
-            "required": ["status", "error"],
-            "properties": {
-                "status": {"const": "error"},
-                "error": {"type": "string"},
-                "id": {
-                    "type": "string",
-                    "description": "The task's id, when it may have been stored (503, 507 of "
-                    "an enqueue): retry with it.",
-                },
-                "state": {"type": "string", "description": "The task's state (409)."},
-                "warnings": warnings,
-            },
-        },
-        "JsonTask": json_task,
-        "FormTask": form_task,
-        "Scheduled": {
-            "type": "object",
-            "required": ["status", "id", "queue", "eta", "replicas"],
-            "properties": {
-                "status": {"const": "scheduled"},
-                "id": {"type": "string"},
-                "queue": {"type": "string"},
-                "eta": {"type": "number", "description": "Unix seconds."},
-                "replicas": {"type": "integer", "description": "Copies stored."},
-                "warnings": warnings,
-            },
-        },
-        "Duplicate": {
-            "type": "object",
-            "required": ["status", "id", "state"],
-            "properties": {
-                "status": {"const": "duplicate"},
-                "id": {"type": "string"},
-                "state": {"type": "string", "enum": _STATES},
-                "warnings": warnings,
-            },
-        },
-        "TaskView": {
-            "type": "object",
-            "required": ["id", "queue", "state", "method", "url", "eta", "created", "attempts"],
-            "properties": {
-                "id": {"type": "string"},
-                "queue": {"type": "string"},
-                "state": {"type": "string", "enum": _STATES},
-                "method": {"type": "string"},
-                "url": {"type": "string"},
-                "eta": {"type": "number"},
-                "next_attempt": _nullable({"type": "number"}),
-                "created": {"type": "number"},
-                "attempts": {"type": "integer"},
-                "executions": {"type": "integer"},
-                "first_attempt": _nullable({"type": "number"}),
-                "last_attempt": _nullable({"type": "number"}),
-                "last_status": _nullable({"type": "integer"}),
-                "last_error": _nullable({"type": "string"}),
-                "last_response": _nullable({"type": "string"}),
-                "finished": _nullable({"type": "number"}),
-                "holders": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"node": {"type": "string"}, "copy": {"type": "integer"}},
-                    },
-                },
-                "retry": {
-                    "type": "object",
-                    "description": "The retry policy in force: the task's own settings as its"
-                    " queue narrowed them (times in seconds).",
-                    "properties": {
-                        "retry_limit": {"type": "integer"},
-                        "age_limit": {"type": "number"},
-                        "min_backoff": {"type": "number"},
-                        "max_backoff": {"type": "number"},
-                        "max_doublings": {"type": "integer"},
-                        "deadline": {"type": "number"},
-                    },
-                },
-                "copies": {
-                    "type": "array",
-                    "description": "One per member that answered with a copy (GET of a task).",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "node": {"type": "string"},
-                            "state": {"type": "string", "enum": _STATES},
-                        },
-                    },
-                },
-            },
-        },
-        "QueueInfo": {
-            "type": "object",
-            "required": [
-                "queue",
-                "counts",
-                "oldest_eta",
-                "attempts_last_minute",
-                "rate_per_s",
-                "paused_on",
-                "members_answered",
-                "members_unanswered",
-            ],
-            "properties": {
-                "queue": {"type": "string"},
-                "counts": {
-                    "type": "object",
-                    "description": "Tasks by state, each task once across the cluster.",
-                    "required": _STATES,
-                    "properties": {state: {"type": "integer"} for state in _STATES},
-                },
-                "oldest_eta": _nullable({"type": "number"}),
-                "attempts_last_minute": {"type": "integer"},
-                "rate_per_s": _nullable({"type": "number"}),
-                "paused_on": {"type": "array", "items": {"type": "string"}},
-                "members_answered": {"type": "integer"},
-                "members_unanswered": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Members that did not answer in time: their tasks are "
-                    "missing from the counts.",
-                },
-                "state": {"type": "string", "enum": _STATES},
-                "tasks": {"type": "array", "items": _ref("TaskView")},
-            },
-        },
-        "Cluster": {
-            "type": "object",
-            "required": ["node", "role", "leader", "term", "epoch", "members", "in_majority"],
-            "properties": {
-                "node": {"type": "string"},
-                "role": {
-                    "type": "string",
-                    "enum": ["joining", "follower", "pre_candidate", "candidate", "leader"],
-                },
-                "leader": _nullable({"type": "string"}),
-                "term": {"type": "integer"},
-                "epoch": {"type": "integer"},
-                "members": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "node": {"type": "string"},
-                            "state": {"enum": ["alive", "unreachable", "unknown"]},
-                        },
-                    },
-                },
-                "in_majority": {"type": "boolean"},
-                "copies_held": {"type": "integer"},
-                "under_replicated": {"type": "integer"},
-                "stats": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "peer_endpoint": {
-                    "type": "object",
-                    "description": "What reached POST /_peer since the process started.",
-                    "properties": {
-                        "batches": {"type": "integer"},
-                        "messages": {"type": "integer"},
-                        "batches_malformed": {"type": "integer"},
-                        "authenticated": {"type": "boolean"},
-                        "auth": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    },
-                },
-            },
-        },
-    }
-
-
-_HOLD: Schema = {
-    "type": "object",
-    "required": ["queue", "destination", "until", "remaining_ms"],
-    "properties": {
-        "queue": {"type": "string"},
-        "destination": {"type": "string", "description": "host:port ([v6]:port for IPv6)"},
-        "until": {"type": "string", "description": "When the hold ends, Unix seconds (decimal)."},
-        "remaining_ms": {"type": "integer"},
-    },
-}
-"""One destination hold in `GET /_destinations`."""
-
-
-def _responses(ok: Schema, **errors: str) -> Schema:
-    """`ok` (the 200) and each error status with its meaning, plus the server's own errors."""
-    result: Schema = {"200": ok}
-    merged = {**SERVER_ERRORS}
-    for status, meaning in errors.items():
-        code = status.removeprefix("e")
-        merged[code] = f"{meaning} {merged[code]}" if code in merged else meaning
-    for code in sorted(merged):
-        result[code] = _error(merged[code])
-    return result
-
-
-def _path_param(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": schema,
-        "description": description,
-    }
+__all__ = ["SERVER_ERRORS", "openapi_description"]
 
 
 def _paths(limits: Limits) -> dict[str, Schema]:
-    queue = _path_param(
+    queue = path_param(
         "queue",
         {
             "type": "string",
-            "pattern": _QUEUE_NAME_PATTERN,
+            "pattern": QUEUE_NAME_PATTERN,
             "minLength": 1,
             "maxLength": limits.queue_name_chars_max,
         },
         f"1 to {limits.queue_name_chars_max} of [A-Za-z0-9_-], not starting with _.",
     )
-    task_id = _path_param(
+    task_id = path_param(
         "id",
-        {"type": "string", "pattern": _TASK_ID_PATTERN, "maxLength": limits.task_id_chars_max},
+        {"type": "string", "pattern": TASK_ID_PATTERN, "maxLength": limits.task_id_chars_max},
         "The task's id.",
     )
     not_member = "This node is not a cluster member yet, or members did not answer in time."
     reserved_id = "The id is _pause, _resume or _purge: those paths take only POST."
     paths: dict[str, Schema] = {
-        "/": {"get": _page("The status page (HTML, no build step).")},
-        "/_ui": {"get": _page("The status page, as at /.")},
+        "/": {"get": page("The status page (HTML, no build step).")},
+        "/_ui": {"get": page("The status page, as at /.")},
         "/_openapi.json": {
             "get": {
                 "summary": "This description",
                 "responses": {
-                    "200": _json({"type": "object"}, "The OpenAPI 3.1 description."),
-                    **{code: _error(text) for code, text in SERVER_ERRORS.items()},
+                    "200": json_body({"type": "object"}, "The OpenAPI 3.1 description."),
+                    **{code: error(text) for code, text in SERVER_ERRORS.items()},
                 },
             }
         },
         "/_health": {
             "get": {
                 "summary": "Liveness",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "node"],
-                            "properties": {"status": {"const": "ok"}, "node": {"type": "string"}},
-                        },
-                        "The node serves.",
-                    )
-                ),
+                "responses": responses(json_body(reply("ok", node=STRING), "The node serves.")),
             }
         },
         "/_ready": {
             "get": {
                 "summary": "Readiness (answered by the shell; HEAD too)",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "node"],
-                            "properties": {
-                                "status": {"const": "ready"},
-                                "node": {"type": "string"},
-                                "leader": _nullable({"type": "string"}),
-                            },
-                        },
+                "responses": responses(
+                    json_body(
+                        obj(
+                            {"status": {"const": "ready"}, "node": STRING},
+                            {"leader": nullable(STRING)},
+                        ),
                         "The node can take an enqueue: a member, with a leader.",
                     ),
                     e503="Not ready; `error` says why.",
@@ -493,7 +95,7 @@ def _paths(limits: Limits) -> dict[str, Schema]:
         "/_metrics": {
             "get": {
                 "summary": "Prometheus metrics (answered by the shell; HEAD too)",
-                "responses": _responses(
+                "responses": responses(
                     {
                         "description": "The Prometheus text exposition format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -505,7 +107,7 @@ def _paths(limits: Limits) -> dict[str, Schema]:
         "/_cluster": {
             "get": {
                 "summary": "This node's view of the cluster",
-                "responses": _responses(_json(_ref("Cluster"), "Members, leader, term, epoch.")),
+                "responses": responses(json_body(ref("Cluster"), "Members, leader, term, epoch.")),
             }
         },
         "/_peer": {
@@ -516,16 +118,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                     "description": "Encoded envelopes, one per line.",
                 },
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "accepted"],
-                            "properties": {
-                                "status": {"const": "ok"},
-                                "accepted": {"type": "integer"},
-                            },
-                        },
+                "responses": responses(
+                    json_body(
+                        reply("ok", accepted=INTEGER),
                         "Every line was a valid message.",
                     ),
                     e400="A line was not a valid peer message.",
@@ -535,13 +130,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
         "/_destinations": {
             "get": {
                 "summary": "The Retry-After holds this node keeps, by queue and destination",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["holds"],
-                            "properties": {"holds": {"type": "array", "items": _HOLD}},
-                        },
+                "responses": responses(
+                    json_body(
+                        obj({"holds": array_of(HOLD)}),
                         "Holds still in force, sorted by queue and destination.",
                     )
                 ),
@@ -549,7 +140,7 @@ def _paths(limits: Limits) -> dict[str, Schema]:
         },
         "/_destinations/{destination}": {
             "parameters": [
-                _path_param(
+                path_param(
                     "destination",
                     {"type": "string"},
                     "host:port ([v6]:port for IPv6), as GET /_destinations shows it.",
@@ -557,16 +148,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             ],
             "delete": {
                 "summary": "Lift every queue's hold on a destination (on this node)",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "queues"],
-                            "properties": {
-                                "status": {"const": "lifted"},
-                                "queues": {"type": "array", "items": {"type": "string"}},
-                            },
-                        },
+                "responses": responses(
+                    json_body(
+                        reply("lifted", queues=array_of(STRING)),
                         "The queues whose hold was lifted.",
                     ),
                     e400="Not host:port.",
@@ -586,33 +170,33 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                         JSON_CONTENT_TYPE: {
                             "schema": {
                                 "anyOf": [
-                                    _ref("JsonTask"),
+                                    ref("JsonTask"),
                                     {
                                         "type": "array",
                                         "minItems": 1,
                                         "maxItems": limits.batch_tasks_max,
-                                        "items": _ref("JsonTask"),
+                                        "items": ref("JsonTask"),
                                     },
                                 ]
                             }
                         },
-                        FORM_CONTENT_TYPE: {"schema": _ref("FormTask")},
+                        FORM_CONTENT_TYPE: {"schema": ref("FormTask")},
                     },
                 },
-                "responses": _responses(
-                    _json(
+                "responses": responses(
+                    json_body(
                         {
                             "anyOf": [
-                                _ref("Scheduled"),
-                                _ref("Duplicate"),
+                                ref("Scheduled"),
+                                ref("Duplicate"),
                                 {
                                     "type": "array",
                                     "description": "A batch: one result per element, in order.",
                                     "items": {
                                         "anyOf": [
-                                            _ref("Scheduled"),
-                                            _ref("Duplicate"),
-                                            _ref("Error"),
+                                            ref("Scheduled"),
+                                            ref("Duplicate"),
+                                            ref("Error"),
                                         ]
                                     },
                                 },
@@ -642,7 +226,7 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                         "name": "state",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": _STATES},
+                        "schema": {"type": "string", "enum": STATES},
                         "description": "List the tasks in this state (failed: dead letters).",
                     },
                     {
@@ -658,8 +242,8 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                         "description": "At most this many tasks listed.",
                     },
                 ],
-                "responses": _responses(
-                    _json(_ref("QueueInfo"), "Counts, across the members that answered."),
+                "responses": responses(
+                    json_body(ref("QueueInfo"), "Counts, across the members that answered."),
                     e400="A bad queue name, an unknown query parameter, a bad state or limit.",
                     e503=not_member,
                 ),
@@ -669,8 +253,8 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             "parameters": [queue, task_id],
             "get": {
                 "summary": "The task: state, attempts, last status and response excerpt",
-                "responses": _responses(
-                    _json(_ref("TaskView"), "The most advanced copy's view."),
+                "responses": responses(
+                    json_body(ref("TaskView"), "The most advanced copy's view."),
                     e400="A bad queue name.",
                     e404="No member has the task (or it finished over the retention ago).",
                     e405=reserved_id,
@@ -679,16 +263,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             },
             "delete": {
                 "summary": "Cancel a waiting task, or delete a dead letter",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "id"],
-                            "properties": {
-                                "status": {"enum": ["cancelled", "deleted"]},
-                                "id": {"type": "string"},
-                            },
-                        },
+                "responses": responses(
+                    json_body(
+                        obj({"status": {"enum": ["cancelled", "deleted"]}, "id": STRING}),
                         "Cancelled on every holder, or a failed task deleted.",
                     ),
                     e400="A bad queue name.",
@@ -704,16 +281,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             "parameters": [queue, task_id],
             "post": {
                 "summary": "Run a failed task (a dead letter) again, with a fresh retry budget",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "id"],
-                            "properties": {
-                                "status": {"const": "scheduled"},
-                                "id": {"type": "string"},
-                            },
-                        },
+                "responses": responses(
+                    json_body(
+                        reply("scheduled", id=STRING),
                         "Scheduled again, now.",
                     ),
                     e400="A bad queue name.",
@@ -726,26 +296,21 @@ def _paths(limits: Limits) -> dict[str, Schema]:
     }
     for command in QUEUE_COMMANDS:
         past = {"pause": "paused", "resume": "resumed", "purge": "purged"}[command]
-        properties: Schema = {
-            "status": {"const": past},
-            "queue": {"type": "string"},
-            "members": {"type": "integer", "description": "Members that did it."},
-        }
-        if command == "purge":
-            properties["copies_deleted"] = {"type": "integer"}
+        optional = {"copies_deleted": INTEGER} if command == "purge" else {}
+        answer = obj(
+            {
+                "status": {"const": past},
+                "queue": STRING,
+                "members": {"type": "integer", "description": "Members that did it."},
+            },
+            optional,
+        )
         paths[f"/{{queue}}/_{command}"] = {
             "parameters": [queue],
             "post": {
                 "summary": f"{command.capitalize()} the queue on every member",
-                "responses": _responses(
-                    _json(
-                        {
-                            "type": "object",
-                            "required": ["status", "queue", "members"],
-                            "properties": properties,
-                        },
-                        f"{past.capitalize()} on every member.",
-                    ),
+                "responses": responses(
+                    json_body(answer, f"{past.capitalize()} on every member."),
                     e400="A bad queue name.",
                     e503="Not every member answered in time (safe to repeat); or this node is "
                     "not a member yet.",
@@ -753,19 +318,6 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             },
         }
     return paths
-
-
-def _page(summary: str) -> Schema:
-    return {
-        "summary": summary,
-        "responses": {
-            "200": {
-                "description": "The page.",
-                "content": {"text/html; charset=utf-8": {"schema": {"type": "string"}}},
-            },
-            **{code: _error(text) for code, text in SERVER_ERRORS.items()},
-        },
-    }
 
 
 def openapi_description(
@@ -783,5 +335,5 @@ def openapi_description(
             'a webhook. Every error is a JSON body {"status": "error", "error": "..."}.',
         },
         "paths": _paths(limits),
-        "components": {"schemas": _schemas(limits, config)},
+        "components": {"schemas": component_schemas(limits, config)},
     }
