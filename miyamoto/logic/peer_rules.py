@@ -17,7 +17,8 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from .enqueue_parse import _CLIENT_ID, METHODS, _json_headers, validate_queue_name
+from .enqueue_parse import METHODS, validate_queue_name
+from .enqueue_values import CLIENT_ID, parse_task_headers
 from .errors import ClientError
 from .http import Headers
 from .limits import Limits
@@ -114,7 +115,7 @@ def _time_ms(value: int | None, what: str) -> None:
 def _task_key(queue: str, task_id: str, limits: Limits) -> None:
     validate_queue_name(queue, limits)
     if not (
-        0 < len(task_id) <= limits.task_id_chars_max and _CLIENT_ID.fullmatch(task_id) is not None
+        0 < len(task_id) <= limits.task_id_chars_max and CLIENT_ID.fullmatch(task_id) is not None
     ):
         raise _Refused(f"task id must be 1 to {limits.task_id_chars_max} of [A-Za-z0-9_-]")
 
@@ -166,7 +167,7 @@ def _headers(headers: Headers, limits: Limits) -> None:
     names = [name for name, _ in headers]
     _require(len(set(names)) == len(names), "headers: a name appears once")
     _require(all(name == name.lower() for name in names), "headers: names are lower-case")
-    stored = _json_headers(dict(headers), limits)  # the enqueue's rules, ClientError if broken
+    stored = parse_task_headers(dict(headers), limits)  # the enqueue's rules, ClientError if broken
     _require(stored == headers, "headers: values have no surrounding blanks")
     if len(_valid_headers) >= VALID_HEADERS_REMEMBERED_MAX:
         _valid_headers.clear()  # bounded; cheaper than LRU bookkeeping on every hit
