@@ -20,6 +20,7 @@ from miyamoto.logic.codec import WIRE_NAMES
 from miyamoto.logic.enqueue_parse import METHODS
 from miyamoto.logic.messages import Envelope, NodeIdFormat
 from miyamoto.logic.peer_rules import FINAL_STATES, STATES
+from miyamoto.logic.replica_messages import QueueSummary
 from miyamoto.logic.task import RetryOverrides
 
 T0_MS = 1_700_000_000_000
@@ -66,6 +67,13 @@ retries = st.none() | st.builds(
     deadline_ms=st.none() | st.integers(1, 60_000),
 )
 
+@st.composite
+def queue_summaries(draw: st.DrawFn) -> tuple[QueueSummary, ...]:
+    """A member's queue list: each name once, sorted (the rules refuse anything else)."""
+    names = sorted(draw(st.lists(st.sampled_from(QUEUES), unique=True, max_size=2)))
+    return tuple(dataclasses.replace(draw(strategy_for(QueueSummary)), queue=n) for n in names)
+
+
 _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "queue": st.sampled_from(QUEUES),
     "id": st.sampled_from(TASK_IDS),
@@ -95,6 +103,7 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "attempts_last_minute": counts,
     "rate_millis_per_s": st.none() | st.integers(0, 10**6),
     "retry": retries,
+    "queues": queue_summaries(),
 }
 """Fields the rules constrain, by name, as valid values."""
 

@@ -19,6 +19,7 @@ from .errors import ClientError
 from .http import HttpRequest, HttpResponse, error_response, json_response
 from .pending import PendingCancel, PendingEnqueue, PendingQuery
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
+from .queue_listing import PendingQueueList, list_queues
 from .queue_ops import listing_query, queue_command, queue_stats
 from .render import cluster_json
 from .repair import Repair
@@ -30,6 +31,8 @@ from .replica_messages import (
     QueueCommand,
     QueueCommandDone,
     QueueCommandKind,
+    QueuesListed,
+    QueuesQuery,
     QueueStats,
     QueueStatsQuery,
     ReplicaMessage,
@@ -39,7 +42,14 @@ from .replica_messages import (
 from .replica_store import ReplicaStore
 from .routes import Operation, Route, route
 
-Asked = PendingQuery | PendingCancel | PendingQueueInfo | PendingQueueCommand | PendingRerun
+Asked = (
+    PendingQuery
+    | PendingCancel
+    | PendingQueueInfo
+    | PendingQueueCommand
+    | PendingRerun
+    | PendingQueueList
+)
 """A request asked of every member."""
 Pending = PendingEnqueue | Asked
 
@@ -108,6 +118,8 @@ class Api:
             return json_response(200, {"status": "lifted", "queues": lifted})
         if not core.is_member and where.operation is not Operation.ENQUEUE:
             raise core.not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
+        if where.operation is Operation.QUEUES:
+            return self._list_queues(request_id, now_ms, actions)
         queue = validate_queue_name(where.queue, core.config.limits)
         deadline_ms = now_ms + core.config.peer_answer_timeout_ms
         match where.operation:
@@ -194,10 +206,26 @@ class Api:
                 | Operation.CLUSTER
                 | Operation.DESTINATIONS
                 | Operation.DESTINATION_LIFT
+                | Operation.QUEUES
             ):
                 raise AssertionError("answered above")
             case _:
                 assert_never(where.operation)
+
+    def _list_queues(
+        self, request_id: int, now_ms: int, actions: list[Action]
+    ) -> HttpResponse | None:
+        core = self.core
+        queues_max = core.config.limits.active_queues_max
+        pending = PendingQueueList(
+            request_id=request_id,
+            deadline_ms=now_ms + core.config.peer_answer_timeout_ms,
+            queues_max=queues_max,
+            waiting={core.me},
+        )
+        ask = QueuesQuery(ref=request_id)
+        pending.answer(core.me, list_queues(core.tasks, core.queues, ask, now_ms, queues_max))
+        return self._fan_out(pending, ask, actions)
 
     def _fan_out(
         self, pending: Asked, message: ReplicaMessage, actions: list[Action]
@@ -227,7 +255,12 @@ class Api:
     def member_answered(
         self,
         sender: str,
-        message: CancelResult | QueryResult | QueueStats | QueueCommandDone | RerunResult,
+        message: CancelResult
+        | QueryResult
+        | QueueStats
+        | QueueCommandDone
+        | RerunResult
+        | QueuesListed,
         now_ms: int,
         actions: list[Action],
     ) -> None:
@@ -243,6 +276,8 @@ class Api:
             case PendingQueueCommand(), QueueCommandDone():
                 pending.answer(sender, message)
             case PendingRerun(), RerunResult():
+                pending.answer(sender, message)
+            case PendingQueueList(), QueuesListed():
                 pending.answer(sender, message)
             case _:
                 return  # late, duplicated, or not for a request of this kind

@@ -118,6 +118,8 @@ def required_scope(route: Route) -> Scope | None:
             return Scope.ENQUEUE
         case Operation.QUEUE_INFO | Operation.TASK_INFO | Operation.CLUSTER:
             return Scope.READ
+        case Operation.QUEUES:
+            return Scope.READ
         case (
             Operation.TASK_CANCEL
             | Operation.TASK_RERUN

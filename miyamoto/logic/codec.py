@@ -58,6 +58,8 @@ from .replica_messages import (
     QueryTask,
     QueueCommand,
     QueueCommandDone,
+    QueuesListed,
+    QueuesQuery,
     QueueStats,
     QueueStatsQuery,
     RerunResult,
@@ -98,6 +100,8 @@ WIRE_NAMES: Final[dict[type[PeerMessage], str]] = {
     QueueCommandDone: "queue_command_done",
     QueueStatsQuery: "queue_stats_query",
     QueueStats: "queue_stats",
+    QueuesQuery: "queues_query",
+    QueuesListed: "queues_listed",
     RerunTask: "rerun_task",
     RerunResult: "rerun_result",
 }

@@ -43,6 +43,7 @@ from .local_tasks import WAITING, LocalTasks, TaskChanges, is_primary
 from .membership import Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope
 from .pending import Placement
+from .queue_listing import list_queues
 from .queue_ops import queue_command, queue_stats
 from .queues import Queues
 from .repair import Repair
@@ -57,6 +58,8 @@ from .replica_messages import (
     QueryTask,
     QueueCommand,
     QueueCommandDone,
+    QueuesListed,
+    QueuesQuery,
     QueueStats,
     QueueStatsQuery,
     ReplicaMessage,
@@ -318,11 +321,17 @@ class Node:
                 tell(sender, queue_stats(core.tasks, core.queues, message, now_ms), actions)
             case QueueCommand():
                 tell(sender, queue_command(core.tasks, core.queues, message, now_ms), actions)
+            case QueuesQuery():
+                queues_max = core.config.limits.active_queues_max
+                listed = list_queues(core.tasks, core.queues, message, now_ms, queues_max)
+                tell(sender, listed, actions)
             case RerunTask(ref=ref, queue=queue, task_id=task_id):
                 tell(sender, store.rerun_copy(ref, queue, task_id, now_ms), actions)
             case QueryResult(ref=ref) if ref < 0:
                 self.syncs.take_answer(sender, message, now_ms, actions)
             case CancelResult() | QueryResult() | QueueStats() | QueueCommandDone() | RerunResult():
+                self.api.member_answered(sender, message, now_ms, actions)
+            case QueuesListed():
                 self.api.member_answered(sender, message, now_ms, actions)
             case _:
                 assert_never(message)

@@ -127,6 +127,15 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                 ),
             }
         },
+        "/_queues": {
+            "get": {
+                "summary": "Every queue the cluster knows, with its counts",
+                "responses": responses(
+                    json_body(ref("QueueList"), "The queues, across the members that answered."),
+                    e503=not_member,
+                ),
+            }
+        },
         "/_destinations": {
             "get": {
                 "summary": "The Retry-After holds this node keeps, by queue and destination",

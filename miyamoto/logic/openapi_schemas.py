@@ -281,6 +281,35 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
             },
             {"state": state, "tasks": array_of(ref("TaskView"))},
         ),
+        "QueueList": obj(
+            {
+                "queues": described(
+                    array_of(
+                        obj(
+                            {
+                                "queue": STRING,
+                                "counts": counts,
+                                "oldest_eta": nullable(NUMBER),
+                                "attempts_last_minute": INTEGER,
+                                "paused_on": array_of(STRING),
+                            }
+                        )
+                    ),
+                    f"Sorted by name; at most {limits.active_queues_max} (the active queue "
+                    "limit). A queue is known when a member holds a copy of one of its tasks, "
+                    "used it lately, has it paused, or names it in its queues file.",
+                ),
+                "truncated": described(
+                    {"type": "boolean"},
+                    f"More queues are known than the {limits.active_queues_max} listed.",
+                ),
+                "members_answered": INTEGER,
+                "members_unanswered": described(
+                    array_of(STRING),
+                    "Members that did not answer in time: their queues and tasks are missing.",
+                ),
+            }
+        ),
         "Cluster": obj(
             {
                 "node": STRING,

@@ -46,8 +46,11 @@ from .replica_messages import (
     QueryTask,
     QueueCommand,
     QueueCommandDone,
+    QueuesListed,
+    QueuesQuery,
     QueueStats,
     QueueStatsQuery,
+    QueueSummary,
     RerunResult,
     RerunTask,
     StoreAck,
@@ -302,15 +305,7 @@ def _queue_stats_query(m: QueueStatsQuery, limits: Limits) -> None:
 
 
 def _queue_stats(m: QueueStats, limits: Limits) -> None:
-    states = [state for state, _ in m.counts]
-    _require(
-        all(state in STATES for state in states) and len(set(states)) == len(states),
-        f"counts: each state once, one of {sorted(STATES)}",
-    )
-    _require(
-        all(0 <= n <= limits.tasks_max for _, n in m.counts),
-        f"counts: 0 to {limits.tasks_max}",
-    )
+    _state_counts(m.counts, limits)
     _time_ms(m.oldest_eta_ms, "oldest_eta_ms")
     _count(m.attempts_last_minute, "attempts_last_minute")
     _time_ms(m.rate_millis_per_s, "rate_millis_per_s")
@@ -318,6 +313,38 @@ def _queue_stats(m: QueueStats, limits: Limits) -> None:
     _require(len(m.tasks) <= maximum, f"tasks: at most {maximum}")
     for index, text in enumerate(m.tasks):
         _task_json(text, f"tasks[{index}]")
+
+
+def _state_counts(counts: tuple[tuple[str, int], ...], limits: Limits) -> None:
+    states = [state for state, _ in counts]
+    _require(
+        all(state in STATES for state in states) and len(set(states)) == len(states),
+        f"counts: each state once, one of {sorted(STATES)}",
+    )
+    _require(
+        all(0 <= n <= limits.tasks_max for _, n in counts),
+        f"counts: 0 to {limits.tasks_max}",
+    )
+
+
+def _queues_query(m: QueuesQuery, limits: Limits) -> None:
+    """Nothing but the ref, which any integer may be."""
+
+
+def _queue_summary(m: QueueSummary, limits: Limits) -> None:
+    validate_queue_name(m.queue, limits)
+    _state_counts(m.counts, limits)
+    _time_ms(m.oldest_eta_ms, "oldest_eta_ms")
+    _count(m.attempts_last_minute, "attempts_last_minute")
+
+
+def _queues_listed(m: QueuesListed, limits: Limits) -> None:
+    maximum = limits.active_queues_max
+    _require(len(m.queues) <= maximum, f"queues: at most {maximum}")
+    names = [summary.queue for summary in m.queues]
+    _require(names == sorted(set(names)), "queues: each name once, sorted")
+    for summary in m.queues:
+        _queue_summary(summary, limits)
 
 
 def _rerun_result(m: RerunResult, limits: Limits) -> None:
@@ -342,6 +369,8 @@ _CHECKS: Final[dict[type[Any], Callable[[Any, Limits], None]]] = {
     QueueCommandDone: _queue_command_done,
     QueueStatsQuery: _queue_stats_query,
     QueueStats: _queue_stats,
+    QueuesQuery: _queues_query,
+    QueuesListed: _queues_listed,
     RerunTask: _task_ask,
     RerunResult: _rerun_result,
     Unconfirmed: _task_ask,

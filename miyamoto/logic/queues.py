@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from .queue_config import QueueConfig, QueuesConfig
 from .task import Task, TaskState
@@ -190,6 +190,10 @@ class Queues:
 
     def known(self, name: str) -> QueueState | None:
         return self._queues.get(name)
+
+    def names(self) -> Iterable[str]:
+        """The queues with a state here (in use lately, or paused)."""
+        return self._queues.keys()
 
     def reconfigure(self, config: QueuesConfig, now_ms: int) -> None:
         """New settings for every queue (SIGHUP reloads the queues file): queues made from now

@@ -175,6 +175,34 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueuesQuery:
+    """This member's share of `GET /_queues`: every queue it knows, with the tasks it answers
+    for (its primary copies); answered with QueuesListed."""
+
+    ref: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSummary:
+    """One queue in a QueuesListed: what this member knows of it."""
+
+    queue: str
+    counts: tuple[tuple[str, int], ...]
+    oldest_eta_ms: int | None
+    attempts_last_minute: int
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuesListed:
+    ref: int
+    queues: tuple[QueueSummary, ...]
+    """Sorted by name; at most the active queue limit."""
+    truncated: bool
+    """This member knows more queues than it listed (the first by name are listed)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RerunTask:
     """Run a failed task again (from a fresh retry budget); answered with RerunResult."""
 
@@ -215,6 +243,8 @@ ReplicaMessage = (
     | QueueCommandDone
     | QueueStatsQuery
     | QueueStats
+    | QueuesQuery
+    | QueuesListed
     | RerunTask
     | RerunResult
     | Unconfirmed

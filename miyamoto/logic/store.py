@@ -46,6 +46,10 @@ class TaskStore:
     def tasks(self, queue: str) -> Iterator[Task]:
         return iter(self._queues.get(queue, {}).values())
 
+    def queue_names(self) -> Iterable[str]:
+        """The queues with a copy here."""
+        return self._queues.keys()
+
     def by_queue(self) -> Iterator[Iterable[Task]]:
         """Each queue's tasks (for scans that visit every task)."""
         return (tasks.values() for tasks in self._queues.values())
