@@ -63,6 +63,7 @@ def test_a_configured_queue_with_no_tasks_is_listed_with_zero_counts() -> None:
     assert list(queues) == ["billing"]
     assert set(queues["billing"]["counts"].values()) == {0}
     assert queues["billing"]["oldest_eta"] is None
+    assert queues["billing"]["rate_per_s"] == 5
 
 
 def test_a_member_that_does_not_answer_is_named_and_its_queues_are_missing() -> None:

@@ -221,6 +221,7 @@ class Api:
             request_id=request_id,
             deadline_ms=now_ms + core.config.peer_answer_timeout_ms,
             queues_max=queues_max,
+            config=core.queues.config,
             waiting={core.me},
         )
         ask = QueuesQuery(ref=request_id)

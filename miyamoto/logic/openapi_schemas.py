@@ -291,6 +291,7 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                                 "counts": counts,
                                 "oldest_eta": nullable(NUMBER),
                                 "attempts_last_minute": INTEGER,
+                                "rate_per_s": nullable(NUMBER),
                                 "paused_on": array_of(STRING),
                             }
                         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .http import HttpResponse, json_response
 from .local_tasks import LocalTasks
+from .queue_config import QueuesConfig
 from .queues import Queues
 from .replica_messages import QueuesListed, QueuesQuery, QueueSummary
 from .task import TaskState
@@ -48,6 +49,8 @@ class PendingQueueList:
     request_id: int
     deadline_ms: int
     queues_max: int
+    config: QueuesConfig
+    """The queues' settings on this node (for each queue's configured rate)."""
     waiting: set[str]
     answers: dict[str, QueuesListed] = field(default_factory=dict)
 
@@ -68,7 +71,10 @@ class PendingQueueList:
         return json_response(
             200,
             {
-                "queues": [merged[name].json(name) for name in names[: self.queues_max]],
+                "queues": [
+                    merged[name].json(name, self.config.for_queue(name).rate_per_s)
+                    for name in names[: self.queues_max]
+                ],
                 "truncated": truncated,
                 "members_answered": len(self.answers),
                 "members_unanswered": sorted(self.waiting),
@@ -95,12 +101,13 @@ class _Merged:
         if summary.paused:
             self.paused_on.append(node)
 
-    def json(self, name: str) -> dict[str, object]:
+    def json(self, name: str, rate_per_s: float | None) -> dict[str, object]:
         eta_ms = self.oldest_eta_ms
         return {
             "queue": name,
             "counts": self.counts,
             "oldest_eta": None if eta_ms is None else eta_ms / 1000,
             "attempts_last_minute": self.attempts_last_minute,
+            "rate_per_s": rate_per_s,
             "paused_on": self.paused_on,
         }
