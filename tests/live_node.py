@@ -18,6 +18,7 @@ import trio
 
 from miyamoto.io.node import serve_node
 from miyamoto.io.runtime import Deliver
+from miyamoto.logic.api_tokens import ApiTokens
 from miyamoto.logic.config import NodeConfig
 
 START_TIMEOUT_S = 10.0
@@ -27,10 +28,13 @@ REQUEST_TIMEOUT_S = 10.0
 
 @contextmanager
 def node_in_thread(
-    config: NodeConfig | None = None, *, deliver: Deliver | None = None
+    config: NodeConfig | None = None,
+    *,
+    deliver: Deliver | None = None,
+    api_tokens: ApiTokens | None = None,
 ) -> Iterator[int]:
     """Serves a node until the block ends; yields its port. `deliver` replaces its webhook
-    client (see serve_node)."""
+    client; with `api_tokens` its API needs a token (see serve_node)."""
     config = config or NodeConfig(node_id="127.0.0.1:0")
     started: queue.Queue[int | BaseException] = queue.Queue()
     handles: dict[str, Any] = {}
@@ -39,7 +43,9 @@ def node_in_thread(
         async with trio.open_nursery() as nursery:
             handles["token"] = trio.lowlevel.current_trio_token()
             handles["scope"] = nursery.cancel_scope
-            serve = partial(serve_node, config, rng=random.Random(7), deliver=deliver)
+            serve = partial(
+                serve_node, config, rng=random.Random(7), deliver=deliver, api_tokens=api_tokens
+            )
             started.put(await nursery.start(serve))
 
     def run() -> None:
@@ -61,14 +67,16 @@ def node_in_thread(
         assert not thread.is_alive(), "the node did not stop"
 
 
-def call(port: int, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+def call(
+    port: int, method: str, path: str, payload: Any = None, *, token: str | None = None
+) -> tuple[int, Any]:
     """One API request with a JSON body (if any): the status and the decoded JSON reply."""
     data = None if payload is None else json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"} if data is not None else {},
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
