@@ -41,7 +41,8 @@ TASK_COUNTS = {
     "delivered": "Tasks this node delivered successfully (the webhook answered 2xx).",
     "retried": "Delivery attempts that failed and were scheduled to be tried again.",
     "failed": "Tasks that ran out of retries on this node: dead letters.",
-    "cancelled": "Tasks cancelled through this node (DELETE of a waiting task).",
+    "cancelled": "Tasks cancelled through this node (DELETE of a waiting task; a repeated "
+    "DELETE, answered cancelled again, counts again).",
 }
 """`miyamoto_tasks_{kind}_total{queue}`: what each kind counts."""
 

@@ -7,7 +7,8 @@
   any HEAD answer), so load balancers' HEAD checks work;
 - everything else goes to the node unchanged.
 Each answer is counted by route template and status (and tasks enqueued, duplicated, cancelled
-by queue) when metrics are on, and logged on one line when the access log is on. The log line
+by queue, as the node's `TaskOutcome` on the response says: never read from the JSON) when
+metrics are on, and logged on one line when the access log is on. The log line
 has the path without its query, the status, the size and the time: never a header or a body.
 """
 
@@ -17,7 +18,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 from ..logic.http import HttpRequest, HttpResponse, error_response, json_response
 from ..logic.membership import ClusterView
@@ -35,12 +35,6 @@ NODE_PATHS = frozenset({"/_health", "/_cluster", "/_peer", *SHELL_PATHS})
 REFUSED_ROUTE = "(refused)"
 """The route label of answers the server gave without routing the request (413, 431, 408...)."""
 _ROUTE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-_SCHEDULED = b'"status": "scheduled"'
-_DUPLICATE = b'"status": "duplicate"'
-_CANCELLED = b'"status": "cancelled"'
-"""How the node's JSON says what happened to a task (json.dumps's separators). A quote inside a
-string value is escaped, so a task id cannot contain these."""
 
 
 def route_label(method: str, target: str) -> str:
@@ -131,15 +125,15 @@ class ApiFront:
         if metrics is not None:
             route = route_label(request.method, request.target)
             metrics.count_http(route, response.status)
-            if response.status == 200:
-                if route == "POST /{queue}":
-                    queue = _queue_of(request.target)
-                    body = response.body
-                    for kind, marker in (("enqueued", _SCHEDULED), ("duplicates", _DUPLICATE)):
-                        if n := body.count(marker):
-                            metrics.count_tasks(kind, queue, n)
-                elif route == "DELETE /{queue}/{id}" and _CANCELLED in response.body:
-                    metrics.count_tasks("cancelled", _queue_of(request.target))
+            outcome = response.outcome
+            if outcome is not None:
+                for kind, n in (
+                    ("enqueued", outcome.enqueued),
+                    ("duplicates", outcome.duplicates),
+                    ("cancelled", outcome.cancelled),
+                ):
+                    if n:
+                        metrics.count_tasks(kind, outcome.queue, n)
         if self._access_log_on:
             access_log.info(
                 "%s %s %d %dB %.1fms",
@@ -149,7 +143,3 @@ class ApiFront:
                 len(response.body),
                 (self._clock_s() - started_s) * 1000,
             )
-
-
-def _queue_of(target: str) -> str:
-    return unquote(target.partition("?")[0].lstrip("/").partition("/")[0])

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .api_outcome import TaskOutcome
+
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -37,17 +39,23 @@ class HttpResponse:
     status: int
     headers: Headers = ()
     body: bytes = b""
+    outcome: TaskOutcome | None = None
+    """What the request did to tasks (for the shell's metrics; never sent)."""
 
     def json(self) -> Any:
         """The body decoded as JSON (for tests and the simulator)."""
         return json.loads(self.body)
 
 
-def json_response(status: int, payload: dict[str, Any] | list[Any]) -> HttpResponse:
+def json_response(
+    status: int, payload: dict[str, Any] | list[Any], *, outcome: TaskOutcome | None = None
+) -> HttpResponse:
     # json.dumps's default separators are (", ", ": "); passing them anyway made dumps build a
     # new encoder for every response.
     body = json.dumps(payload).encode()
-    return HttpResponse(status=status, headers=(("content-type", "application/json"),), body=body)
+    return HttpResponse(
+        status=status, headers=(("content-type", "application/json"),), body=body, outcome=outcome
+    )
 
 
 def error_response(status: int, message: str) -> HttpResponse:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .api_outcome import TaskOutcome
 from .http import HttpResponse, error_response, json_response
 from .replica_messages import CancelResult, Holders, QueryResult
 from .task import TaskState
@@ -89,10 +90,22 @@ class PendingEnqueue:
         for (_, payload), warnings in zip(results, self.warnings, strict=False):
             if warnings:
                 payload["warnings"] = list(warnings)
+        outcome = self._outcome([payload["status"] for _, payload in results])
         if self.batch:
-            return json_response(200, [payload for _, payload in results])
+            return json_response(200, [payload for _, payload in results], outcome=outcome)
         ((status, payload),) = results
-        return json_response(status, payload)
+        return json_response(status, payload, outcome=outcome)
+
+    def _outcome(self, statuses: list[str]) -> TaskOutcome | None:
+        """The tasks stored and the duplicates, from each task's result (`statuses`)."""
+        queue = next((p.queue for p in self.placements if isinstance(p, Placement)), None)
+        if queue is None:
+            return None  # every task was refused before placing: nothing happened to tasks
+        return TaskOutcome(
+            queue=queue,
+            enqueued=statuses.count("scheduled"),
+            duplicates=statuses.count("duplicate"),
+        )
 
 
 _RANK = {
@@ -192,4 +205,5 @@ class PendingCancel:
                 f"members; not confirmed by {', '.join(unconfirmed)}: retry the DELETE"
             )
             return error_response(503, message)
-        return json_response(200, {"status": "cancelled", "id": self.task_id})
+        cancelled = TaskOutcome(queue=self.queue, cancelled=1)
+        return json_response(200, {"status": "cancelled", "id": self.task_id}, outcome=cancelled)
