@@ -29,6 +29,7 @@ from miyamoto.logic.events import (
     DeliveryResponded,
     Event,
     PeerMessageReceived,
+    QueuesReconfigured,
     TimerExpired,
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
@@ -728,6 +729,8 @@ def _show_event(event: Event) -> str:
             return "timer"
         case PeerMessageReceived(envelope=envelope):
             return f"{type(envelope.message).__name__} from {envelope.sender}"
+        case QueuesReconfigured():
+            return "queues file reloaded"
         case _:
             assert_never(event)
 

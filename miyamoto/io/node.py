@@ -27,6 +27,7 @@ import trio
 from .. import __version__
 from ..logic.api_tokens import ApiTokens, TokensFileError
 from ..logic.destinations import DestinationPolicy
+from ..logic.events import QueuesReconfigured
 from ..logic.limits import Limits
 from ..logic.membership import Membership
 from ..logic.node import Node, NodeConfig
@@ -201,7 +202,7 @@ async def serve_node(
                 )
             )
             if queues_reloads is not None:
-                nursery.start_soon(_apply_queues_reloads, node, queues_reloads, clock_ms)
+                nursery.start_soon(_apply_queues_reloads, runtime, queues_reloads)
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
@@ -234,12 +235,10 @@ def _with_own_addresses(
 
 
 async def _apply_queues_reloads(
-    node: Node, reloads: trio.MemoryReceiveChannel[QueuesConfig], clock_ms: Callable[[], int]
+    runtime: NodeRuntime, reloads: trio.MemoryReceiveChannel[QueuesConfig]
 ) -> None:
     async for queues in reloads:
-        # Between two events (trio runs one task at a time): the node sees the new settings
-        # from its next event on.
-        node.queues.reconfigure(queues, clock_ms())
+        runtime.feed(QueuesReconfigured(config=queues))
         log.info("queue settings reloaded: %d named queues", len(queues.queues))
 
 

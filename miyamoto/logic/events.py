@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 from .http import Headers, HttpRequest
 from .messages import Envelope
+from .queue_config import QueuesConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +62,19 @@ class PeerMessageReceived:
     envelope: Envelope
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuesReconfigured:
+    """The queues file was reloaded (SIGHUP) and checked: every queue takes its new settings at
+    once, and queues made from now on get them."""
+
+    config: QueuesConfig
+
+
 Event: TypeAlias = (
-    ApiRequestReceived | DeliveryResponded | DeliveryFailed | TimerExpired | PeerMessageReceived
+    ApiRequestReceived
+    | DeliveryResponded
+    | DeliveryFailed
+    | TimerExpired
+    | PeerMessageReceived
+    | QueuesReconfigured
 )

@@ -37,6 +37,7 @@ from .events import (
     DeliveryResponded,
     Event,
     PeerMessageReceived,
+    QueuesReconfigured,
     TimerExpired,
 )
 from .local_tasks import WAITING, LocalTasks, TaskChanges, is_primary
@@ -166,6 +167,8 @@ class Node:
                 self._peer_message(envelope, now_ms, actions)
             case TimerExpired():
                 self._timers(now_ms, actions)
+            case QueuesReconfigured(config=config):
+                self.queues.reconfigure(config, now_ms)
             case _:
                 assert_never(event)
         self._after(now_ms, actions)
