@@ -6,7 +6,9 @@ After every event `NodeWatch.observe` looks at the actions and, read-only, at th
 - a 429/503 answer that left a hold on its destination is logged, and so is the hold's end;
 - after a timer or a peer message (nothing else changes the membership) the cluster view is
   compared with the last one: members joining and leaving, leader changes and elections are
-  logged.
+  logged;
+- a repair (copies this node sent to bring tasks back to R copies, not yet acknowledged) is
+  logged when it starts and when every copy is acknowledged, with its counts.
 Counts go to `NodeMetrics` when metrics are on; the logs are written either way. Only cheap
 comparisons run per event: an enqueue costs a type check per action.
 """
@@ -57,10 +59,15 @@ class _ClusterSeen:
     role: Role
 
 
+@dataclass(slots=True)
+class _Repairing:
+    started_ms: int
+    tasks_max: int
+    """The most tasks awaiting acknowledged copies at once (a repair can grow as it goes)."""
+
+
 def _seen(view: ClusterView) -> _ClusterSeen:
-    return _ClusterSeen(
-        members=view.member_ids, leader=view.leader, term=view.term, role=view.role
-    )
+    return _ClusterSeen(members=view.member_ids, leader=view.leader, term=view.term, role=view.role)
 
 
 class NodeWatch:
@@ -79,6 +86,7 @@ class NodeWatch:
         self._holds: dict[tuple[str, str, int], int] = {}
         """Destination holds logged as set and not yet as lifted: (host, port) -> until ms."""
         self._cluster: _ClusterSeen | None = None
+        self._repairing: _Repairing | None = None
 
     def observe(self, event: Event, actions: list[Action], now_ms: int) -> None:
         for action in actions:
@@ -92,6 +100,8 @@ class NodeWatch:
             self.check_cluster()
         if self._holds:
             self._lift_expired_holds(now_ms)
+        if self._repairing is not None or self._node.repair.unconfirmed_copies:
+            self._check_repair(now_ms)
 
     # -- deliveries ------------------------------------------------------------------------------
 
@@ -144,8 +154,7 @@ class NodeWatch:
         self._holds[destination] = until_ms
         _, host, port = destination
         log.info(
-            "destination hold set: %s:%d answered %d with Retry-After; its deliveries wait "
-            "%.1f s",
+            "destination hold set: %s:%d answered %d with Retry-After; its deliveries wait %.1f s",
             host,
             port,
             status,
@@ -162,6 +171,33 @@ class NodeWatch:
             del self._holds[destination]
             _, host, port = destination
             log.info("destination hold lifted: %s:%d", host, port)
+
+    # -- repairs -----------------------------------------------------------------------------------
+
+    def _check_repair(self, now_ms: int) -> None:
+        repair = self._node.repair
+        awaited = repair.unconfirmed_copies
+        repairing = self._repairing
+        if repairing is None:
+            copies = sum(len(nodes) for nodes in awaited.values())
+            self._repairing = _Repairing(started_ms=now_ms, tasks_max=len(awaited))
+            log.info(
+                "repair started: %d copies of %d tasks sent to bring them back to %d copies",
+                copies,
+                len(awaited),
+                self._node.config.replicas,
+            )
+        elif awaited:
+            repairing.tasks_max = max(repairing.tasks_max, len(awaited))
+        else:
+            self._repairing = None
+            log.info(
+                "repair done: every copy acknowledged (%d tasks at most awaited them) in %.1f s; "
+                "%d tasks still short of copies (they wait for a member to come back)",
+                repairing.tasks_max,
+                (now_ms - repairing.started_ms) / 1000,
+                len(repair.under_replicated),
+            )
 
     # -- the cluster -----------------------------------------------------------------------------
 
