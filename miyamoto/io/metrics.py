@@ -63,9 +63,12 @@ class NodeMetrics:
         peer_stats: PeerStats | None = None,
         clock_ms: Callable[[], int],
         process: bool = True,
+        store_problem: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.node = node
+        self.store_problem = store_problem
+        """Why the last write to the store failed (None: it succeeded, or there is none)."""
         self.peer_stats = peer_stats
         self.clock_ms = clock_ms
         self._queue_labels: set[str] = set()
@@ -222,7 +225,7 @@ class _NodeCollector:
         )
         yield _gauge(
             "miyamoto_ready", "1 when this node takes enqueues (as GET /_ready says).",
-            int(readiness(view).ready),
+            int(readiness(view, store_problem=self._metrics.store_problem()).ready),
         )
         stats = view.stats
         yield _counter(

@@ -155,8 +155,14 @@ async def serve_node(
             take_changes=node.take_changes,
             find_task=node.tasks.get,
         )
+    # With a data directory, /_ready and miyamoto_ready say when the store takes no writes.
+    store_problem = (lambda: gate.last_error) if gate is not None else (lambda: None)
     node_metrics = (
-        NodeMetrics(node, peer_stats=peer_links.stats, clock_ms=clock_ms) if metrics else None
+        NodeMetrics(
+            node, peer_stats=peer_links.stats, clock_ms=clock_ms, store_problem=store_problem
+        )
+        if metrics
+        else None
     )
     watch = NodeWatch(node, metrics=node_metrics)
     runtime = NodeRuntime(
@@ -183,6 +189,7 @@ async def serve_node(
         view=node.membership.view,
         metrics=node_metrics,
         access_log_on=access_log,
+        store_problem=store_problem,
     )
     settings = server_settings or ServerSettings(limits=config.limits)
     try:

@@ -2,7 +2,7 @@
 
 `ApiFront` wraps the node's request handler (`NodeRuntime.answer_api_request`):
 - `GET|HEAD /_ready` and `GET|HEAD /_metrics` are answered here, from a read-only look at the
-  node (readiness is decided by `logic.readiness` from the cluster view);
+  node (readiness is decided by `logic.readiness` from the cluster view and the store's state);
 - `HEAD /_health` is the node's `GET /_health` without its body (the server drops the body of
   any HEAD answer), so load balancers' HEAD checks work;
 - everything else goes to the node unchanged.
@@ -37,6 +37,15 @@ REFUSED_ROUTE = "(refused)"
 _ROUTE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
+StoreProblem = Callable[[], str | None]
+"""Why the node's last write to its store failed, None when it succeeded (the commit gate's
+`last_error`); a node without a data directory has no store to fail."""
+
+
+def _no_store_problem() -> str | None:
+    return None
+
+
 def route_label(method: str, target: str) -> str:
     """The request's route as a template (`POST /{queue}`): a bounded set of label values."""
     path = target.partition("?")[0]
@@ -64,10 +73,12 @@ class ApiFront:
         view: Callable[[], ClusterView],
         metrics: NodeMetrics | None,
         access_log_on: bool,
+        store_problem: StoreProblem = _no_store_problem,
         clock_s: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._answer = answer
         self._view = view
+        self._store_problem = store_problem
         self._metrics = metrics
         self._access_log_on = access_log_on
         self._clock_s = clock_s
@@ -101,7 +112,7 @@ class ApiFront:
             )
         if path == "/_ready":
             view = self._view()
-            verdict = readiness(view)
+            verdict = readiness(view, store_problem=self._store_problem())
             if verdict.ready:
                 ready = {"status": "ready", "node": view.self_id, "leader": view.leader}
                 return json_response(200, ready)

@@ -86,7 +86,8 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                             {"status": {"const": "ready"}, "node": STRING},
                             {"leader": nullable(STRING)},
                         ),
-                        "The node can take an enqueue: a member, with a leader.",
+                        "The node can take an enqueue: a member, with a leader, its store (with "
+                        "a data directory) taking writes.",
                     ),
                     e503="Not ready; `error` says why.",
                 ),
