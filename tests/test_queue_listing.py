@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from miyamoto.io.ops_endpoints import route_label
 from miyamoto.logic.config import NodeConfig
 from miyamoto.logic.limits import Limits
 from miyamoto.logic.peer_rules import problem
@@ -115,3 +116,7 @@ def test_a_peer_list_out_of_order_or_over_the_limit_is_refused() -> None:
         ref=1, queues=(replace(summary, counts=(("done", 1),)),), truncated=False
     )
     assert problem(bad_count, limits) is not None
+
+
+def test_the_listing_has_its_own_route_label_in_the_metrics() -> None:
+    assert route_label("GET", "/_queues") == "GET /_queues"

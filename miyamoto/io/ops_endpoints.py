@@ -30,7 +30,7 @@ access_log = logging.getLogger("miyamoto.access")
 READ_METHODS = ("GET", "HEAD")
 SHELL_PATHS = ("/_ready", "/_metrics")
 """Answered here, not by the node."""
-NODE_PATHS = frozenset({"/_health", "/_cluster", "/_peer", *SHELL_PATHS})
+NODE_PATHS = frozenset({"/_health", "/_cluster", "/_queues", "/_peer", *SHELL_PATHS})
 """Node paths with their own route label; any other `/_...` path is labelled `/_other`."""
 REFUSED_ROUTE = "(refused)"
 """The route label of answers the server gave without routing the request (413, 431, 408...)."""
