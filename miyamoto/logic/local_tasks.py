@@ -9,11 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .http import Headers
+from .listing_index import ListingIndex
 from .schedule import TimerHeap
 from .store import TaskStore
 from .task import Task, TaskState
 
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
+
+BYTES_RECOUNT_TASKS_MAX = 256
+"""`check_invariants` recounts every copy's bytes while this node holds at most this many (the
+node tests and the simulator's runs); beyond, it checks only what is O(1)."""
 
 STALE_TIMERS_SLACK = 1024
 """Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
@@ -46,6 +52,12 @@ class LocalTasks:
         members, these count each task once."""
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
+        self.payload_bytes = 0
+        """What the copies held here carry (`payload_bytes`), summed: bounded by
+        `Limits.task_bytes_max` beside the count. A finished copy drops its body and headers,
+        and its bytes with them."""
+        self.listing = ListingIndex()
+        """Primary copies by queue in listing order, for `GET /{queue}?state=` pages."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
         self.keeps_changes = False
         """Whether changes are marked for `take_changes` (a durable node's shell takes them
@@ -63,10 +75,17 @@ class LocalTasks:
     def get(self, queue: str, task_id: str) -> Task | None:
         return self.store.get(queue, task_id)
 
+    def has_room(self, payload_bytes_: int, tasks_max: int, task_bytes_max: int) -> bool:
+        """Whether one more copy carrying `payload_bytes_` fits under both limits."""
+        return len(self.store) < tasks_max and self.payload_bytes + payload_bytes_ <= task_bytes_max
+
     def add(self, task: Task) -> None:
         self.store.add(task)
         self._mark(task)
         self._count(task, +1)
+        self.payload_bytes += task_bytes(task)
+        if is_primary(task):
+            self.listing.add(task)
         if task.state in WAITING:
             self.timers.push(task)
 
@@ -90,7 +109,9 @@ class LocalTasks:
         if state is TaskState.FAILED:
             task.finished_ms = now_ms
         else:
-            self.store.finished(task, now_ms)
+            self.payload_bytes -= task_bytes(task)
+            self.store.finished(task, now_ms)  # drops the body and headers
+            self.payload_bytes += task_bytes(task)
         self.on_copy_ended(task)
 
     def drop(self, task: Task) -> None:
@@ -98,7 +119,7 @@ class LocalTasks:
         purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing
         (its request was built already)."""
         self._count(task, -1)
-        self.store.remove(task)
+        self._forget(task)
         self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
@@ -124,14 +145,29 @@ class LocalTasks:
     def expire(self, now_ms: int) -> None:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
+            self._forget(task, removed=True)
             self._mark(task)
+
+    def _forget(self, task: Task, *, removed: bool = False) -> None:
+        """Takes `task` out of the store (unless it is `removed` already), the byte total and
+        the listing index."""
+        if not removed:
+            self.store.remove(task)
+        self.payload_bytes -= task_bytes(task)
+        if is_primary(task):
+            self.listing.remove(task)
 
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
         self._count(task, -1)
+        was_primary = is_primary(task)
+        if was_primary:
+            self.listing.remove(task)
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
+        if is_primary(task):
+            self.listing.add(task)
         self._mark(task)
 
     def changed(self, task: Task) -> None:
@@ -179,8 +215,19 @@ class LocalTasks:
 
     def check_invariants(self) -> None:
         """The counts by state add up to the copies held (O(1): the per-queue counts change
-        with the totals, in `_count`)."""
+        with the totals, in `_count`); the byte total is the sum of the copies' bytes and the
+        listing index holds exactly the primary copies (recounted for small tables, see
+        BYTES_RECOUNT_TASKS_MAX)."""
         assert sum(self._state_totals.values()) == len(self.store), self._state_totals
+        assert self.payload_bytes >= 0, self.payload_bytes
+        assert self.payload_bytes == 0 or len(self.store) > 0, self.payload_bytes
+        assert len(self.listing) <= len(self.store), (len(self.listing), len(self.store))
+        if len(self.store) <= BYTES_RECOUNT_TASKS_MAX:
+            copies = [task for tasks in self.store.by_queue() for task in tasks]
+            counted = sum(task_bytes(task) for task in copies)
+            assert counted == self.payload_bytes, (counted, self.payload_bytes)
+            primaries = sum(1 for task in copies if is_primary(task))
+            assert primaries == len(self.listing), (primaries, len(self.listing))
 
     def _count(self, task: Task, delta: int) -> None:
         self._state_totals[task.state] += delta
@@ -191,6 +238,17 @@ class LocalTasks:
 
 def _nothing(task: Task) -> None:
     pass
+
+
+def payload_bytes(url: str, headers: Headers, body: bytes) -> int:
+    """What a copy carries that its client chose the size of: the body, header names and
+    values and the URL (characters; they are ASCII on the wire). The rest of a copy is of
+    fixed size, bounded by `tasks_max`."""
+    return len(body) + len(url) + sum(len(name) + len(value) for name, value in headers)
+
+
+def task_bytes(task: Task) -> int:
+    return payload_bytes(task.url, task.headers, task.body)
 
 
 def is_primary(task: Task) -> bool:
