@@ -81,13 +81,11 @@ def member_page(
     """Up to `limit` of the tasks this member answers for in `state`, after `after`, and the
     key up to which that answer is complete (None: to the end of the queue)."""
     page: list[Task] = []
-    scanned = 0
     last: Task | None = None
-    for task in tasks.listing.after(queue, after):
+    for scanned, task in enumerate(tasks.listing.after(queue, after)):
         if scanned == scan_max:
             assert last is not None
             return page, listing_key(last)  # looked at enough: the next page goes on
-        scanned += 1
         last = task
         if task.state is state:
             page.append(task)
