@@ -16,6 +16,7 @@ from .store import TaskStore
 from .task import Task, TaskState
 
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
+PENDING = (*WAITING, TaskState.DELIVERING)
 
 BYTES_RECOUNT_TASKS_MAX = 256
 """`check_invariants` recounts every copy's bytes while this node holds at most this many (the
@@ -59,6 +60,9 @@ class LocalTasks:
         self.listing = ListingIndex()
         """Primary copies by queue in listing order, for `GET /{queue}?state=` pages."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
+        self.on_queue_settled: Callable[[str], None] = _no_queue
+        """Called when a queue's last pending copy here stops pending (its queue state may
+        now be forgotten)."""
         self.keeps_changes = False
         """Whether changes are marked for `take_changes` (a durable node's shell takes them
         after every step; a node in memory would only pile them up)."""
@@ -209,6 +213,11 @@ class LocalTasks:
     def primary_counts(self, queue: str) -> dict[TaskState, int]:
         return dict(self._primary_counts.get(queue, {}))
 
+    def pending_copies(self, queue: str) -> int:
+        """Copies of `queue` held here that wait or are being delivered (O(1))."""
+        counts = self._counts.get(queue)
+        return 0 if counts is None else sum(counts.get(state, 0) for state in PENDING)
+
     def count_in_state(self, state: TaskState) -> int:
         """Copies held here in `state`, over all queues (O(1))."""
         return self._state_totals[state]
@@ -234,9 +243,15 @@ class LocalTasks:
         _add(self._counts, task, delta)
         if is_primary(task):
             _add(self._primary_counts, task, delta)
+        if delta < 0 and task.state in PENDING and not self.pending_copies(task.queue):
+            self.on_queue_settled(task.queue)
 
 
 def _nothing(task: Task) -> None:
+    pass
+
+
+def _no_queue(queue: str) -> None:
     pass
 
 
