@@ -103,7 +103,8 @@ class _Members:
 
 
 class _Run:
-    def __init__(self, held: int) -> None:
+    def __init__(self, held: int, steps: int) -> None:
+        self.steps = steps
         self.members = _Members()
         self.now_ms = T0_MS
         self.node = Node(
@@ -172,7 +173,7 @@ class _Run:
     def workload(self) -> None:
         gc.callbacks.append(self._gc)
         try:
-            for step in range(STEPS):
+            for step in range(self.steps):
                 self._step(step)
             self.members.join(THIRD)
             self.now_ms += 1
@@ -235,13 +236,13 @@ def _summary(run: _Run) -> tuple[float, float, float, str]:
     return _ms(walls[-1]), _ms(p99), _ms(max(cpu for _, cpu in everything)), kinds
 
 
-def measure(held: int) -> tuple[_Run, float]:
+def measure(held: int, steps: int = STEPS) -> tuple[_Run, float]:
     """A run holding `held` tasks, its workload done; and the seconds the fill took."""
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         started = time.monotonic()
-        run = _Run(held)
+        run = _Run(held, steps)
         fill_s = time.monotonic() - started
         run.workload()
         return run, fill_s
@@ -252,10 +253,11 @@ def measure(held: int) -> tuple[_Run, float]:
 def dispatch_time(ctx: BenchContext) -> list[Row]:
     scenario = "longest dispatch"
     held = ctx.size(2_000_000, 100_000)
+    steps = ctx.size(STEPS, STEPS // 3)
     rows = []
     results: list[tuple[int, float, float]] = []
     for count in (BASELINE_TASKS, held):
-        run, fill_s = measure(count)
+        run, fill_s = measure(count, steps)
         max_ms, p99_ms, cpu_max_ms, kinds = _summary(run)
         change_wall, change_cpu = run.times_ns["member change"][0]
         results.append((count, max_ms, p99_ms))
