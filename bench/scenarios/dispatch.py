@@ -23,6 +23,7 @@ import gc
 import random
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from miyamoto.io.node import GC_THRESHOLDS
@@ -36,6 +37,7 @@ from miyamoto.logic.events import (
     TimerExpired,
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
+from miyamoto.logic.limits import Limits
 from miyamoto.logic.messages import Envelope, Outgoing, PeerMessage
 from miyamoto.logic.node import Node
 from miyamoto.logic.replica_messages import (
@@ -107,9 +109,10 @@ class _Run:
         self.steps = steps
         self.members = _Members()
         self.now_ms = T0_MS
-        self.node = Node(
-            NodeConfig(node_id=ME, replicas=2), random.Random(1), T0_MS, membership=self.members
-        )
+        # Room for the workload's enqueues beside the tasks held (2,000,000 is the default limit).
+        limits = replace(Limits(), tasks_max=held + 4 * steps + 1000)
+        config = NodeConfig(node_id=ME, replicas=2, limits=limits)
+        self.node = Node(config, random.Random(1), T0_MS, membership=self.members)
         self.times_ns: dict[str, list[tuple[int, int]]] = defaultdict(list)
         """kind -> (wall ns, thread CPU ns) of each dispatch."""
         self.in_flight: list[int] = []
