@@ -18,9 +18,10 @@ from .task import Task, TaskState
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
 PENDING = (*WAITING, TaskState.DELIVERING)
 
-BYTES_RECOUNT_TASKS_MAX = 256
-"""`check_invariants` recounts every copy's bytes while this node holds at most this many (the
-node tests and the simulator's runs); beyond, it checks only what is O(1)."""
+RECOUNT_TASKS_MAX = 256
+"""`check_invariants` recounts the bytes and the listing index from the copies while this node
+holds at most this many (the node tests and the simulator's runs); beyond, it checks only what
+is O(1), so that it stays cheap enough for every event."""
 
 STALE_TIMERS_SLACK = 1024
 """Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
@@ -164,8 +165,7 @@ class LocalTasks:
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
         self._count(task, -1)
-        was_primary = is_primary(task)
-        if was_primary:
+        if is_primary(task):
             self.listing.remove(task)
         task.holders = holders
         task.copy_index = index
@@ -226,12 +226,12 @@ class LocalTasks:
         """The counts by state add up to the copies held (O(1): the per-queue counts change
         with the totals, in `_count`); the byte total is the sum of the copies' bytes and the
         listing index holds exactly the primary copies (recounted for small tables, see
-        BYTES_RECOUNT_TASKS_MAX)."""
+        RECOUNT_TASKS_MAX)."""
         assert sum(self._state_totals.values()) == len(self.store), self._state_totals
         assert self.payload_bytes >= 0, self.payload_bytes
         assert self.payload_bytes == 0 or len(self.store) > 0, self.payload_bytes
         assert len(self.listing) <= len(self.store), (len(self.listing), len(self.store))
-        if len(self.store) <= BYTES_RECOUNT_TASKS_MAX:
+        if len(self.store) <= RECOUNT_TASKS_MAX:
             copies = [task for tasks in self.store.by_queue() for task in tasks]
             counted = sum(task_bytes(task) for task in copies)
             assert counted == self.payload_bytes, (counted, self.payload_bytes)
