@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from miyamoto.logic.limits import Limits
-from miyamoto.logic.local_tasks import task_bytes
+from miyamoto.logic.local_tasks import RECOUNT_EVERY, task_bytes
 from miyamoto.logic.node import NodeConfig
 
 from .cluster_driver import Cluster
@@ -101,3 +103,12 @@ def test_a_peer_over_its_byte_budget_refuses_the_copy_and_the_enqueue_gets_507()
     assert cluster.nodes["b:1"].tasks.payload_bytes == 0
     # A task within b's budget is stored on both.
     assert cluster.call("a:1", "POST", "/q", {"url": URL}).json()["replicas"] == 2
+
+
+def test_the_invariant_check_finds_a_byte_total_that_drifted_from_the_copies() -> None:
+    d = _driver()
+    _enqueue(d)
+    d.node.tasks.payload_bytes += 1  # as a missed release would leave it
+    with pytest.raises(AssertionError):
+        for _ in range(RECOUNT_EVERY):
+            d.node.check_invariants()
