@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from miyamoto.logic.listing import cursor_text, member_page, merged_page
+from miyamoto.logic.listing_index import ListingIndex, listing_key
 from miyamoto.logic.local_tasks import LocalTasks
 from miyamoto.logic.node import NodeConfig
 from miyamoto.logic.task import Task, TaskState
@@ -82,9 +83,10 @@ def test_a_bad_limit_or_cursor_gets_400_saying_what_is_allowed() -> None:
         assert expected in answer.json()["error"], (target, answer.json())
 
 
-def _task(n: int, state: TaskState) -> Task:
+def _task(n: int, state: TaskState, eta_ms: int | None = None) -> Task:
+    eta_ms = 1000 * (n // 3) if eta_ms is None else eta_ms
     task = Task(id=f"t{n:05d}", queue="q", method="POST", url=URL, headers=(), body=b"",
-                eta_ms=1000 * (n // 3), created_ms=0)  # fmt: skip
+                eta_ms=eta_ms, created_ms=0)  # fmt: skip
     task.state = state
     return task
 
@@ -121,3 +123,23 @@ def test_merging_keeps_only_what_every_member_has_covered() -> None:
     assert [t["id"] for t in listed] == ["a", "b"] and cursor == cursor_text((2000, "b"))
     listed, cursor = merged_page([two], limit=10)
     assert [t["id"] for t in listed] == ["b", "d", "e"] and cursor is None
+
+
+def test_the_index_lists_exactly_the_live_tasks_in_order_after_any_key() -> None:
+    # Adds (at the end and in the middle) and removals, across block splits and emptied blocks.
+    rng = random.Random(5)
+    index = ListingIndex()
+    live: list[Task] = []
+    for step in range(6000):
+        if live and rng.random() < 0.4:
+            index.remove(live.pop(rng.randrange(len(live))))
+        else:
+            eta_ms = rng.choice([rng.randrange(100), 10**6 + step])
+            live.append(_task(step, TaskState.SCHEDULED, eta_ms=eta_ms))
+            index.add(live[-1])
+        if step % 499 == 0:
+            ordered = sorted(live, key=listing_key)
+            assert list(index.after("q", None)) == ordered
+            key = listing_key(rng.choice(live))
+            assert list(index.after("q", key)) == [t for t in ordered if listing_key(t) > key]
+    assert len(index) == len(live)

@@ -48,9 +48,14 @@ class _SortedTasks:
             blocks.append([task])
             lasts.append(key)
             return
-        i = min(bisect_left(lasts, key), len(blocks) - 1)
-        block = blocks[i]
-        block.insert(bisect_left(block, key, key=listing_key), task)
+        if key > lasts[-1]:  # the latest ETA so far (new tasks mostly are): no search
+            i = len(blocks) - 1
+            block = blocks[i]
+            block.append(task)
+        else:
+            i = bisect_left(lasts, key)
+            block = blocks[i]
+            block.insert(bisect_left(block, key, key=listing_key), task)
         if len(block) > BLOCK_TASKS_MAX:
             half = len(block) // 2
             blocks[i : i + 1] = [block[:half], block[half:]]
@@ -97,7 +102,10 @@ class ListingIndex:
         return self._count
 
     def add(self, task: Task) -> None:
-        self._queues.setdefault(task.queue, _SortedTasks()).add(task)
+        tasks = self._queues.get(task.queue)
+        if tasks is None:
+            tasks = self._queues[task.queue] = _SortedTasks()
+        tasks.add(task)
         self._count += 1
 
     def remove(self, task: Task) -> None:
