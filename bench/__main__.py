@@ -7,6 +7,7 @@ before the next scenario starts, also on an error or Ctrl-C.
     python -m bench                 # every scenario, full size (several minutes)
     python -m bench --quick         # a tour of about a minute
     python -m bench --only delivery,timer --markdown
+    python -m bench --against REV --quick   # this tree and git revision REV, side by side
 """
 
 from __future__ import annotations
@@ -55,6 +56,20 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """`argv` without `name VALUE` or `name=VALUE`."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -83,7 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="run the same scenarios on this tree and on git revision REV (bench/against.py)",
+    )
     args = parser.parse_args(argv)
+    if args.against:
+        from .against import compare
+
+        passed = [a for a in (argv if argv is not None else sys.argv[1:])]
+        rest = _without_option(_without_option(_without_option(passed, "--against"), "--only"),
+                               "--json")  # fmt: skip
+        only = [name.strip() for name in args.only.split(",") if name.strip()]
+        return compare(args.against, rest, only)
 
     if args.list:
         for scenario in SCENARIOS:

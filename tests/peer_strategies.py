@@ -104,6 +104,8 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "rate_millis_per_s": st.none() | st.integers(0, 10**6),
     "retry": retries,
     "queues": queue_summaries(),
+    "after": st.none() | st.tuples(times_ms, st.sampled_from(TASK_IDS)),
+    "complete_to": st.none() | st.tuples(times_ms, st.sampled_from(TASK_IDS)),
 }
 """Fields the rules constrain, by name, as valid values."""
 

@@ -30,6 +30,12 @@ SEEDS_MAX = 16
 DATA_ROOT = Path("miyamoto-data")
 """The default data directory is DATA_ROOT/HOST-PORT, under the working directory."""
 FSYNC_MODES = ("always", "off")
+TASK_BYTES_MEMORY_FRACTION = 4
+"""--max-task-bytes defaults to a quarter of physical memory: bodies, headers and URLs beside
+the fixed few hundred bytes a task costs (bounded by the task count) and the process itself."""
+TASK_BYTES_FALLBACK = 1024 * 1024 * 1024
+"""The default when physical memory cannot be read (1 GiB)."""
+_BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
@@ -91,6 +97,9 @@ class DaemonOptions:
     data_dir: Path | None = None
     """Where the node keeps its state; None: in memory only (--in-memory, or --port 0)."""
     fsync: str = "always"
+    max_task_bytes: int = TASK_BYTES_FALLBACK
+    """--max-task-bytes: task bodies, headers and URLs one node holds (default: a quarter of
+    physical memory)."""
 
     @property
     def node_id(self) -> str:
@@ -165,6 +174,9 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         member_timeout_s=args.member_timeout,
         data_dir=data_dir,
         fsync=args.fsync,
+        max_task_bytes=(
+            args.max_task_bytes if args.max_task_bytes is not None else default_task_bytes()
+        ),
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -271,6 +283,14 @@ def _parser() -> argparse.ArgumentParser:
         default="always",
         help="always: every commit is fsynced (survives a power cut; default); off: written to "
         "the OS only (survives a crash of the process, not a power cut)",
+    )
+    parser.add_argument(
+        "--max-task-bytes",
+        metavar="BYTES",
+        type=_bytes,
+        help="bytes of task bodies, headers and URLs one node holds; an enqueue past it gets "
+        "507 (a number, or with K, M, G or T for KiB to TiB; default a quarter of physical "
+        "memory)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)
@@ -423,6 +443,24 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"not a number of seconds (0 or more): {text!r}")
     return value
+
+
+def _bytes(text: str) -> int:
+    match = re.fullmatch(r"([0-9]{1,15})([kmgt]?)i?b?", text.strip().lower())
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(
+            f"not a byte count (a whole number above 0, optionally with K, M, G or T): {text!r}"
+        )
+    return int(match[1]) * _BYTE_UNITS[match[2]]
+
+
+def default_task_bytes() -> int:
+    """A quarter of physical memory (os.sysconf), or 1 GiB where that cannot be read."""
+    try:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return TASK_BYTES_FALLBACK
+    return memory_bytes // TASK_BYTES_MEMORY_FRACTION if memory_bytes > 0 else TASK_BYTES_FALLBACK
 
 
 def _readable_file(text: str) -> str:

@@ -383,6 +383,7 @@ def node_config(options: DaemonOptions) -> NodeConfig:
         replicas=options.replicas,
         replica_delay_ms=round(options.replica_delay_s * 1000),
         retention_ms=round(options.retention_s * 1000),
+        limits=Limits(task_bytes_max=options.max_task_bytes),
         queues=queues,
         timing=options.timing(),
         destinations=DestinationPolicy(

@@ -130,17 +130,20 @@ class Api:
                     return None
                 return enqueue
             case Operation.QUEUE_INFO:
-                state, limit = listing_query(where.query, core.config.limits)
+                state, limit, after = listing_query(where.query, core.config.limits)
                 info = PendingQueueInfo(
                     request_id=request_id,
                     deadline_ms=deadline_ms,
                     queue=queue,
                     state=state,
                     limit=limit,
+                    after=after,
                     rate_per_s=core.queues.config.for_queue(queue).rate_per_s,
                     waiting={me},
                 )
-                ask = QueueStatsQuery(ref=request_id, queue=queue, state=state, limit=limit)
+                ask = QueueStatsQuery(
+                    ref=request_id, queue=queue, state=state, limit=limit, after=after
+                )
                 info.answer(me, queue_stats(core.tasks, core.queues, ask, now_ms))
                 return self._fan_out(info, ask, actions)
             case Operation.QUEUE_COMMAND:

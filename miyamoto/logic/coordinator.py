@@ -125,7 +125,7 @@ class Coordinator:
         if pending.settled():
             self._forget_refs(request_id)
             self._reconcile(pending, now_ms, actions)
-            return pending.response(core.config.limits.tasks_max)
+            return pending.response(core.config.limits)
         return pending
 
     def _allowed(self, spec: TaskSpec | ClientError) -> TaskSpec | ClientError:
@@ -207,7 +207,7 @@ class Coordinator:
         """The enqueue's answer, now that every holder answered or its time is up."""
         core = self.core
         self._reconcile(pending, now_ms, actions)
-        response = pending.response(core.config.limits.tasks_max)
+        response = pending.response(core.config.limits)
         moved = pending.epoch != core.membership.epoch
         for placement_ in pending.placements:
             if (

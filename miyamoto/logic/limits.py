@@ -25,11 +25,16 @@ class Limits:
     """How far in the future a task may be scheduled (30 days, as Cloud Tasks)."""
     tasks_max: int = 2_000_000
     """Tasks (of every state) one node holds; an enqueue past it gets 507."""
+    task_bytes_max: int = 1024 * 1024 * 1024
+    """Bytes of task payload (bodies, header names and values, URLs) one node holds, beside
+    `tasks_max`; a copy that would pass it is refused and its enqueue gets 507. The daemon sets
+    it from the machine's memory (`--max-task-bytes`); this default is for tests and the
+    simulator."""
     batch_tasks_max: int = 1000
     active_queues_max: int = 10_000
     """Queues with tasks on one node at once (names come from clients, so they are bounded)."""
     listing_tasks_max: int = 1000
-    """Tasks one `GET /{queue}?state=...` lists."""
+    """Tasks one page of `GET /{queue}?state=...` lists (its `limit` at most)."""
     response_excerpt_bytes_max: int = 1024
     """How much of a webhook's response body is kept for `GET /{queue}/{id}`."""
     deliveries_in_flight_max: int = 512

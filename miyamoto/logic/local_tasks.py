@@ -9,11 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .http import Headers
+from .listing_index import ListingIndex
 from .schedule import TimerHeap
 from .store import TaskStore
 from .task import Task, TaskState
 
 WAITING = (TaskState.SCHEDULED, TaskState.RETRYING)
+PENDING = (*WAITING, TaskState.DELIVERING)
+
+RECOUNT_TASKS_MAX = 256
+RECOUNT_EVERY = 16
+"""`check_invariants` recounts the bytes and the listing index from the copies on every
+RECOUNT_EVERY-th call while this node holds at most RECOUNT_TASKS_MAX copies (the node tests and
+the simulator's runs); otherwise it checks only what is O(1). Both totals change incrementally,
+so a drift stays and the next recount finds it; recounting on every call doubled the
+simulator's time."""
 
 STALE_TIMERS_SLACK = 1024
 """Stale timer entries tolerated beyond one per waiting copy before a drop compacts the heap.
@@ -46,7 +57,16 @@ class LocalTasks:
         members, these count each task once."""
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
+        self.payload_bytes = 0
+        """What the copies held here carry (`payload_bytes`), summed: bounded by
+        `Limits.task_bytes_max` beside the count. A finished copy drops its body and headers,
+        and its bytes with them."""
+        self.listing = ListingIndex()
+        """Primary copies by queue in listing order, for `GET /{queue}?state=` pages."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
+        self.on_queue_settled: Callable[[str], None] = _no_queue
+        """Called when a queue's last pending copy here stops pending (its queue state may
+        now be forgotten)."""
         self.keeps_changes = False
         """Whether changes are marked for `take_changes` (a durable node's shell takes them
         after every step; a node in memory would only pile them up)."""
@@ -56,6 +76,8 @@ class LocalTasks:
         self._paused_changed: dict[str, bool] = {}
         """Called when a copy finishes or is dropped: what the node remembers about a live
         copy (its sync, unacknowledged repair copies) goes with it."""
+        self._checks = 0
+        """Calls of `check_invariants` (every RECOUNT_EVERY-th recounts)."""
 
     def __len__(self) -> int:
         return len(self.store)
@@ -63,10 +85,17 @@ class LocalTasks:
     def get(self, queue: str, task_id: str) -> Task | None:
         return self.store.get(queue, task_id)
 
+    def has_room(self, payload_bytes_: int, tasks_max: int, task_bytes_max: int) -> bool:
+        """Whether one more copy carrying `payload_bytes_` fits under both limits."""
+        return len(self.store) < tasks_max and self.payload_bytes + payload_bytes_ <= task_bytes_max
+
     def add(self, task: Task) -> None:
         self.store.add(task)
         self._mark(task)
         self._count(task, +1)
+        self.payload_bytes += task_bytes(task)
+        if is_primary(task):
+            self.listing.add(task)
         if task.state in WAITING:
             self.timers.push(task)
 
@@ -90,7 +119,9 @@ class LocalTasks:
         if state is TaskState.FAILED:
             task.finished_ms = now_ms
         else:
-            self.store.finished(task, now_ms)
+            self.payload_bytes -= task_bytes(task)
+            self.store.finished(task, now_ms)  # drops the body and headers
+            self.payload_bytes += task_bytes(task)
         self.on_copy_ended(task)
 
     def drop(self, task: Task) -> None:
@@ -98,7 +129,7 @@ class LocalTasks:
         purge, a deleted dead letter). A delivery in flight finds it gone and changes nothing
         (its request was built already)."""
         self._count(task, -1)
-        self.store.remove(task)
+        self._forget(task)
         self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
@@ -124,14 +155,28 @@ class LocalTasks:
     def expire(self, now_ms: int) -> None:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
+            self._forget(task, removed=True)
             self._mark(task)
+
+    def _forget(self, task: Task, *, removed: bool = False) -> None:
+        """Takes `task` out of the store (unless it is `removed` already), the byte total and
+        the listing index."""
+        if not removed:
+            self.store.remove(task)
+        self.payload_bytes -= task_bytes(task)
+        if is_primary(task):
+            self.listing.remove(task)
 
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
         self._count(task, -1)
+        if is_primary(task):
+            self.listing.remove(task)
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
+        if is_primary(task):
+            self.listing.add(task)
         self._mark(task)
 
     def changed(self, task: Task) -> None:
@@ -173,24 +218,58 @@ class LocalTasks:
     def primary_counts(self, queue: str) -> dict[TaskState, int]:
         return dict(self._primary_counts.get(queue, {}))
 
+    def pending_copies(self, queue: str) -> int:
+        """Copies of `queue` held here that wait or are being delivered (O(1))."""
+        counts = self._counts.get(queue)
+        return 0 if counts is None else sum(counts.get(state, 0) for state in PENDING)
+
     def count_in_state(self, state: TaskState) -> int:
         """Copies held here in `state`, over all queues (O(1))."""
         return self._state_totals[state]
 
     def check_invariants(self) -> None:
         """The counts by state add up to the copies held (O(1): the per-queue counts change
-        with the totals, in `_count`)."""
+        with the totals, in `_count`); the byte total is the sum of the copies' bytes and the
+        listing index holds exactly the primary copies (recounted now and then for small
+        tables, see RECOUNT_EVERY)."""
         assert sum(self._state_totals.values()) == len(self.store), self._state_totals
+        assert self.payload_bytes >= 0, self.payload_bytes
+        assert self.payload_bytes == 0 or len(self.store) > 0, self.payload_bytes
+        assert len(self.listing) <= len(self.store), (len(self.listing), len(self.store))
+        self._checks += 1
+        if len(self.store) <= RECOUNT_TASKS_MAX and self._checks % RECOUNT_EVERY == 0:
+            copies = [task for tasks in self.store.by_queue() for task in tasks]
+            counted = sum(task_bytes(task) for task in copies)
+            assert counted == self.payload_bytes, (counted, self.payload_bytes)
+            primaries = sum(1 for task in copies if is_primary(task))
+            assert primaries == len(self.listing), (primaries, len(self.listing))
 
     def _count(self, task: Task, delta: int) -> None:
         self._state_totals[task.state] += delta
         _add(self._counts, task, delta)
         if is_primary(task):
             _add(self._primary_counts, task, delta)
+        if delta < 0 and task.state in PENDING and not self.pending_copies(task.queue):
+            self.on_queue_settled(task.queue)
 
 
 def _nothing(task: Task) -> None:
     pass
+
+
+def _no_queue(queue: str) -> None:
+    pass
+
+
+def payload_bytes(url: str, headers: Headers, body: bytes) -> int:
+    """What a copy carries that its client chose the size of: the body, header names and
+    values and the URL (characters; they are ASCII on the wire). The rest of a copy is of
+    fixed size, bounded by `tasks_max`."""
+    return len(body) + len(url) + sum(len(name) + len(value) for name, value in headers)
+
+
+def task_bytes(task: Task) -> int:
+    return payload_bytes(task.url, task.headers, task.body)
 
 
 def is_primary(task: Task) -> bool:

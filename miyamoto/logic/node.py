@@ -115,6 +115,8 @@ class Node:
         )
         self.api = Api(self.core, self.coordinator, self.store, self.repair)
         self.tasks.on_copy_ended = self._copy_ended
+        self.tasks.on_queue_settled = self._queue_settled
+        self.queues.pending_copies = self.tasks.pending_copies
 
     # The shared state, readable and replaceable as before the split (the simulator's
     # canaries swap the queues).
@@ -137,6 +139,7 @@ class Node:
 
     @queues.setter
     def queues(self, queues: Queues) -> None:
+        queues.pending_copies = self.tasks.pending_copies
         self.core.queues = queues
 
     @property
@@ -223,6 +226,7 @@ class Node:
         the node tests call it after every event, so it walks only small tables (deliveries in
         flight, copies that sync, acknowledgements awaited, queues), never every task."""
         self.tasks.check_invariants()
+        self.queues.check_invariants()
         self.dispatcher.check_invariants()
         self.syncs.check_invariants()
         self.repair.check_invariants()
@@ -241,6 +245,9 @@ class Node:
     def _copy_ended(self, task: Task) -> None:
         self.syncs.forget(task.queue, task.id)
         self.repair.forget(task.queue, task.id)
+
+    def _queue_settled(self, queue: str) -> None:
+        self.queues.note_maybe_idle(queue)
 
     # -- around every event ----------------------------------------------------------------------
 

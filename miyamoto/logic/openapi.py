@@ -224,8 +224,9 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                     f"{size_text(limits.task_header_bytes_max)}.",
                     e503="Not every copy was stored in time (maybe enqueued: retry with the "
                     "id); or this node is not a member yet.",
-                    e507=f"A holder is full ({limits.tasks_max} tasks) or this node has "
-                    f"{limits.active_queues_max} active queues.",
+                    e507=f"A holder is full ({limits.tasks_max} tasks or "
+                    f"{limits.task_bytes_max} bytes of task bodies, headers and URLs) or this "
+                    f"node has {limits.active_queues_max} active queues.",
                 ),
             },
             "get": {
@@ -249,12 +250,21 @@ def _paths(limits: Limits) -> dict[str, Schema]:
                             "maximum": limits.listing_tasks_max,
                             "default": LISTING_LIMIT_DEFAULT,
                         },
-                        "description": "At most this many tasks listed.",
+                        "description": "At most this many tasks listed in one page.",
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "The `next_cursor` of the page before: list the tasks "
+                        "after it (in ETA, then id, order).",
                     },
                 ],
                 "responses": responses(
                     json_body(ref("QueueInfo"), "Counts, across the members that answered."),
-                    e400="A bad queue name, an unknown query parameter, a bad state or limit.",
+                    e400="A bad queue name, an unknown query parameter, a bad state, limit "
+                    "or cursor.",
                     e503=not_member,
                 ),
             },

@@ -279,7 +279,15 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                     "Members that did not answer in time: their tasks are missing from the counts.",
                 ),
             },
-            {"state": state, "tasks": array_of(ref("TaskView"))},
+            {
+                "state": state,
+                "tasks": array_of(ref("TaskView")),
+                "next_cursor": described(
+                    nullable(STRING),
+                    "With ?state=: pass it as `cursor` for the next page; null after the last "
+                    "page. A page may hold fewer than `limit` tasks and still have a next one.",
+                ),
+            },
         ),
         "QueueList": obj(
             {

@@ -123,6 +123,15 @@ def _task_key(queue: str, task_id: str, limits: Limits) -> None:
         raise _Refused(f"task id must be 1 to {limits.task_id_chars_max} of [A-Za-z0-9_-]")
 
 
+def _listing_key(key: tuple[int, str] | None, what: str, limits: Limits) -> None:
+    """A place in a queue's listing: (ETA ms, task id)."""
+    if key is not None:
+        _time_ms(key[0], what)
+        maximum = limits.task_id_chars_max
+        if not (0 < len(key[1]) <= maximum and CLIENT_ID.fullmatch(key[1]) is not None):
+            raise _Refused(f"{what}: a task id of 1 to {maximum} of [A-Za-z0-9_-]")
+
+
 def _state(value: str | None, what: str, allowed: frozenset[str] = STATES) -> None:
     if value is not None and value not in allowed:
         raise _Refused(f"{what} must be one of {sorted(allowed)}")
@@ -302,6 +311,7 @@ def _queue_stats_query(m: QueueStatsQuery, limits: Limits) -> None:
     _state(m.state, "state")
     maximum = limits.listing_tasks_max
     _require(1 <= m.limit <= maximum, f"limit: 1 to {maximum}")
+    _listing_key(m.after, "after", limits)
 
 
 def _queue_stats(m: QueueStats, limits: Limits) -> None:
@@ -313,6 +323,7 @@ def _queue_stats(m: QueueStats, limits: Limits) -> None:
     _require(len(m.tasks) <= maximum, f"tasks: at most {maximum}")
     for index, text in enumerate(m.tasks):
         _task_json(text, f"tasks[{index}]")
+    _listing_key(m.complete_to, "complete_to", limits)
 
 
 def _state_counts(counts: tuple[tuple[str, int], ...], limits: Limits) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .api_outcome import TaskOutcome
 from .http import HttpResponse, error_response, json_response
+from .limits import Limits
 from .replica_messages import CancelResult, Holders, QueryResult
 from .task import TaskState
 
@@ -45,13 +46,14 @@ class Placement:
             self.existing_state = state
             self.existing_holders = holders
 
-    def result(self, tasks_max: int) -> tuple[int, dict[str, Any]]:
+    def result(self, limits: Limits) -> tuple[int, dict[str, Any]]:
         """The HTTP status and JSON of this task's enqueue, once it is settled or out of time."""
         if self.existing_state is not None:
             return 200, {"status": "duplicate", "id": self.task_id, "state": self.existing_state}
         if self.waiting or self.full:
             why = (
-                f"a holder is full (it holds {tasks_max} tasks, its limit)"
+                f"a holder is full (it holds {limits.tasks_max} tasks or "
+                f"{limits.task_bytes_max} bytes of task bodies, headers and URLs, its limits)"
                 if self.full
                 else "the other holders did not answer in time"
             )
@@ -85,8 +87,8 @@ class PendingEnqueue:
     def settled(self) -> bool:
         return all(not isinstance(p, Placement) or not p.waiting for p in self.placements)
 
-    def response(self, tasks_max: int) -> HttpResponse:
-        results = [p.result(tasks_max) if isinstance(p, Placement) else p for p in self.placements]
+    def response(self, limits: Limits) -> HttpResponse:
+        results = [p.result(limits) if isinstance(p, Placement) else p for p in self.placements]
         for (_, payload), warnings in zip(results, self.warnings, strict=False):
             if warnings:
                 payload["warnings"] = list(warnings)

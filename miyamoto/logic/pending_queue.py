@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from .http import HttpResponse, error_response, json_response
+from .listing import merged_page, page_json
+from .listing_index import ListingKey
 from .replica_messages import QueueCommandDone, QueueStats, RerunResult
 from .task import TaskState
 
@@ -24,6 +25,8 @@ class PendingQueueInfo:
     queue: str
     state: str | None
     limit: int
+    after: ListingKey | None = None
+    """The page's cursor: list only tasks after this key."""
     rate_per_s: float | None
     """The queue's configured (cluster-wide) rate."""
     waiting: set[str]
@@ -40,10 +43,6 @@ class PendingQueueInfo:
             for state, n in stats.counts:
                 counts[state] += n
         etas = [s.oldest_eta_ms for s in self.answers.values() if s.oldest_eta_ms is not None]
-        listed = sorted(
-            (json.loads(text) for s in self.answers.values() for text in s.tasks),
-            key=lambda task: (task["eta"], task["id"]),
-        )
         body: dict[str, object] = {
             "queue": self.queue,
             "counts": counts,
@@ -55,8 +54,11 @@ class PendingQueueInfo:
             "members_unanswered": sorted(self.waiting),
         }
         if self.state is not None:
+            pages = ((page_json(s.tasks), s.complete_to) for s in self.answers.values())
+            listed, next_cursor = merged_page(pages, self.limit)
             body["state"] = self.state
-            body["tasks"] = listed[: self.limit]
+            body["tasks"] = listed
+            body["next_cursor"] = next_cursor
         return json_response(200, body)
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from .errors import ClientError
-from .limits import Limits
+from .listing import LISTING_LIMIT_DEFAULT as LISTING_LIMIT_DEFAULT
+from .listing import listing_query as listing_query
+from .listing import member_page
 from .local_tasks import LocalTasks, is_primary
 from .queues import Queues
 from .render import task_json
@@ -28,15 +29,12 @@ def queue_stats(
     counts = tasks.primary_counts(query.queue)
     queue = queues.known(query.queue)
     listed: list[str] = []
+    complete_to = None
     if query.state is not None:
         wanted = TaskState(query.state)
-        # A scan of the queue's copies on this member: listing is for operators, not hot paths.
-        matches = sorted(
-            (t for t in tasks.store.tasks(query.queue) if t.state is wanted and is_primary(t)),
-            key=lambda t: (t.eta_ms, t.id),
-        )
+        page, complete_to = member_page(tasks, query.queue, wanted, query.after, query.limit)
         settings = queues.config.for_queue(query.queue)
-        listed = [json.dumps(task_json(t, settings)) for t in matches[: query.limit]]
+        listed = [json.dumps(task_json(t, settings)) for t in page]
     rate = None if queue is None or queue.rate_share is None else queue.rate_share
     return QueueStats(
         ref=query.ref,
@@ -46,6 +44,7 @@ def queue_stats(
         paused=False if queue is None else queue.paused,
         rate_millis_per_s=None if rate is None else round(rate * 1000),
         tasks=tuple(listed),
+        complete_to=complete_to,
     )
 
 
@@ -86,23 +85,3 @@ def rerun_copy(
         if is_primary(task):
             queues.get(queue, due_ms).note_waiting(task)
     return RerunResult(ref=ref, state=before.value)
-
-
-LISTING_LIMIT_DEFAULT = 100
-
-
-def listing_query(query: tuple[tuple[str, str], ...], limits: Limits) -> tuple[str | None, int]:
-    """`?state=failed&limit=N` of `GET /{queue}`: which tasks to list, and how many at most."""
-    params = dict(query)
-    unknown = sorted(set(params) - {"state", "limit"})
-    if unknown:
-        raise ClientError(400, f"unknown query parameter {unknown[0]!r}; use state and limit")
-    state = params.get("state")
-    if state is not None and state not in {s.value for s in TaskState}:
-        names = ", ".join(s.value for s in TaskState)
-        raise ClientError(400, f"state must be one of {names}, not {state!r}")
-    text = params.get("limit", str(LISTING_LIMIT_DEFAULT))
-    maximum = limits.listing_tasks_max
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise ClientError(400, f"limit must be a whole number from 1 to {maximum}, not {text!r}")
-    return state, int(text)

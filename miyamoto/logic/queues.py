@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .queue_config import QueueConfig, QueuesConfig
 from .task import Task, TaskState
@@ -46,12 +46,18 @@ class DeliveryRate:
         self._second = second
 
 
+def _nothing(name: str) -> None:
+    pass
+
+
 class QueueState:
     def __init__(self, name: str, config: QueueConfig, members: int, now_ms: int) -> None:
         self.name = name
         self.config = config
-        self.paused = False
-        self.in_flight = 0
+        self.on_maybe_idle: Callable[[str], None] = _nothing
+        """Called when the queue may have become idle (`Queues.room_for` looks there first)."""
+        self._paused = False
+        self._in_flight = 0
         self.ready: deque[Task] = deque()
         self.rate = DeliveryRate()
         self.bucket: TokenBucket | None = None
@@ -61,6 +67,27 @@ class QueueState:
         self.share(members, now_ms)
         self._pending_etas: list[tuple[int, Task]] = []
         """(ETA, task) of this queue's waiting copies; stale entries dropped lazily."""
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        self._paused = paused
+        if not paused:
+            self.on_maybe_idle(self.name)
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries of this queue's copies in flight on this node."""
+        return self._in_flight
+
+    @in_flight.setter
+    def in_flight(self, count: int) -> None:
+        self._in_flight = count
+        if not count:
+            self.on_maybe_idle(self.name)
 
     def share(self, members: int, now_ms: int) -> None:
         """Takes this node's share of the queue's rate and concurrency among `members` nodes."""
@@ -103,9 +130,11 @@ class QueueState:
             heapq.heappop(etas)
         return etas[0][0] if etas else None
 
-    def is_idle(self) -> bool:
-        """Nothing here but settings and counters that may be forgotten."""
-        return not (self.ready or self.in_flight or self.paused) and self.oldest_eta_ms() is None
+    def is_idle(self, pending_copies: int) -> bool:
+        """Nothing here but settings and counters that may be forgotten, when this node holds
+        `pending_copies` copies of the queue that wait or are being delivered (with none, its
+        waiting line holds only entries gone stale)."""
+        return not (pending_copies or self._in_flight or self._paused)
 
     def admits(self, now_ms: int) -> bool:
         """Whether one more delivery may start now; takes a token when it may."""
@@ -124,6 +153,10 @@ class QueueState:
         return self.bucket.next_token_ms(now_ms)
 
 
+def _no_copies(name: str) -> int:
+    return 0
+
+
 DESTINATION_HOLDS_MAX = 10_000
 """Destinations held back at once (their names come from clients' URLs, so they are bounded)."""
 
@@ -137,6 +170,13 @@ class Queues:
         self.config = config
         self._queues: dict[str, QueueState] = {}
         self._members = 1
+        self.pending_copies: Callable[[str], int] = _no_copies
+        """How many copies of a queue this node holds that wait or are being delivered (the
+        node's `LocalTasks.pending_copies`)."""
+        self._maybe_idle: dict[str, None] = {}
+        """Queues that may have become idle since they were last looked at, oldest first: every
+        way into idleness (a last pending copy gone, a last delivery finished, a resume, a
+        new state) puts the queue here, so `room_for` finds an idle queue without a scan."""
         self.blocked: set[str] = set()
         """Queues with a waiting line."""
         self.destination_hold_ms: dict[tuple[str, str, int], int] = {}
@@ -175,18 +215,34 @@ class Queues:
         queue = self._queues.get(name)
         if queue is None:
             queue = QueueState(name, self.config.for_queue(name), self._members, now_ms)
+            queue.on_maybe_idle = self.note_maybe_idle
             self._queues[name] = queue
+            self._maybe_idle[name] = None
         return queue
 
+    def note_maybe_idle(self, name: str) -> None:
+        if name in self._queues:
+            self._maybe_idle[name] = None
+
     def room_for(self, name: str, queues_max: int) -> bool:
-        """Whether `name` may have a queue state: it has one, or there is room for one after
-        idle queues (nothing waiting, in flight or paused) are forgotten."""
+        """Whether `name` may have a queue state: it has one, or there is room for one once an
+        idle queue (nothing waiting, in flight or paused) is forgotten. Amortized O(1): it looks
+        only at queues that may have become idle since it last looked at them."""
         if name in self._queues or len(self._queues) < queues_max:
             return True
-        for idle in [n for n, q in self._queues.items() if q.is_idle()]:
-            del self._queues[idle]
-            self.blocked.discard(idle)
-        return len(self._queues) < queues_max
+        candidates = self._maybe_idle
+        while candidates:
+            candidate = next(iter(candidates))
+            del candidates[candidate]
+            queue = self._queues.get(candidate)
+            if queue is not None and queue.is_idle(self.pending_copies(candidate)):
+                del self._queues[candidate]
+                self.blocked.discard(candidate)
+                return True
+        return False
+
+    def check_invariants(self) -> None:
+        assert self._maybe_idle.keys() <= self._queues.keys(), "a forgotten queue is a candidate"
 
     def known(self, name: str) -> QueueState | None:
         return self._queues.get(name)

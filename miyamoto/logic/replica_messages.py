@@ -158,6 +158,8 @@ class QueueStatsQuery:
     state: str | None
     """List the tasks in this state too (up to `limit`), e.g. the dead letters."""
     limit: int
+    after: tuple[int, str] | None = None
+    """List only tasks after this (ETA ms, task id) (a page's cursor); None: from the first."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +174,9 @@ class QueueStats:
     carries no floats); None: no rate limit."""
     tasks: tuple[str, ...]
     """The listed tasks as JSON, oldest ETA first."""
+    complete_to: tuple[int, str] | None = None
+    """The listing holds every task of this member up to this (ETA ms, task id), inclusive;
+    None: up to the end of the queue."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ import json
 
 from .actions import Action
 from .core import NodeCore
-from .local_tasks import WAITING, is_primary
+from .local_tasks import WAITING, is_primary, payload_bytes
 from .queue_ops import rerun_copy
 from .render import task_json
 from .repair import Repair
@@ -43,7 +43,9 @@ class ReplicaStore:
         existing = core.tasks.get(copy.queue, copy.id)
         if existing is not None:
             return False, existing.state.value, existing.holders
-        if len(core.tasks) >= core.config.limits.tasks_max:
+        limits = core.config.limits
+        size = payload_bytes(copy.url, copy.headers, copy.body)
+        if not core.tasks.has_room(size, limits.tasks_max, limits.task_bytes_max):
             return False, "full", ()
         me = core.me
         copy_index = next((k for node, k in copy.holders if node == me), 0)
