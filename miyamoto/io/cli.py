@@ -91,6 +91,8 @@ class DaemonOptions:
     data_dir: Path | None = None
     """Where the node keeps its state; None: in memory only (--in-memory, or --port 0)."""
     fsync: str = "always"
+    drain_timeout_s: float = 10.0
+    """On SIGTERM or Ctrl-C, how long deliveries under way may take to finish (io/drain.py)."""
 
     @property
     def node_id(self) -> str:
@@ -165,6 +167,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         member_timeout_s=args.member_timeout,
         data_dir=data_dir,
         fsync=args.fsync,
+        drain_timeout_s=args.drain_timeout,
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -271,6 +274,14 @@ def _parser() -> argparse.ArgumentParser:
         default="always",
         help="always: every commit is fsynced (survives a power cut; default); off: written to "
         "the OS only (survives a crash of the process, not a power cut)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=10.0,
+        help="on SIGTERM or Ctrl-C, how long requests and deliveries under way may take to "
+        "finish before the node exits (default 10; a second signal exits at once)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)
