@@ -367,7 +367,7 @@ async def _serve_until_signal(
                     _on_sighup(options, config, send_reload)
                     continue
                 if not drain.requested.is_set():
-                    log.info("%s: draining (send it again to stop at once)", name)
+                    log.info("%s, shutting down: draining (send it again to stop at once)", name)
                     drain.requested.set()
                     continue
                 # What was acknowledged is committed already; outcomes not yet are made again.
