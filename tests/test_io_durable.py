@@ -11,8 +11,8 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field

@@ -13,8 +13,14 @@ import trio
 
 from miyamoto.io.node import EXIT_STOPPED_UNDRAINED
 
-from .io_raw_http import ByteReader, RawMessage, RawReceiver, http_response, request_bytes
-from .io_raw_http import start_receiver
+from .io_raw_http import (
+    ByteReader,
+    RawMessage,
+    RawReceiver,
+    http_response,
+    request_bytes,
+    start_receiver,
+)
 from .test_io_cluster import call, until
 from .test_io_durable import Node, Nodes, durable_nodes
 
