@@ -92,9 +92,7 @@ async def test_sigterm_with_an_enqueue_under_way_answers_it(tmp_path: Path) -> N
         node = nodes.define()
         await nodes.start(node)
         body = json.dumps({"url": "http://127.0.0.1:9/", "id": "late", "countdown": 3600})
-        data = request_bytes(
-            "POST", "/q", body.encode(), (("Content-Type", "application/json"),)
-        )
+        data = request_bytes("POST", "/q", body.encode(), (("Content-Type", "application/json"),))
         stream = await trio.open_tcp_stream("127.0.0.1", node.port)
         async with stream:
             split = len(data) - 10
