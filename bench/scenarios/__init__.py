@@ -12,6 +12,7 @@ from .batch import batch_enqueue
 from .cluster import cluster
 from .delivery import delivery
 from .durable import durable
+from .durable_store import durable_memory, durable_restart, durable_timer
 from .enqueue import enqueue_keepalive, enqueue_new_connection
 from .memory import memory
 from .metrics_cost import metrics_cost
@@ -61,6 +62,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="durable",
         run=durable,
         summary="--data-dir vs --in-memory enqueue, durable batch, restart with pending tasks",
+    ),
+    Scenario(
+        name="durable-restart",
+        run=durable_restart,
+        summary="restart on a data directory with 1,000,000 pending tasks; bytes on disk per task",
+    ),
+    Scenario(
+        name="durable-memory",
+        run=durable_memory,
+        summary="RSS per pending task, --in-memory vs --data-dir",
+    ),
+    Scenario(
+        name="durable-timer",
+        run=durable_timer,
+        summary="timer lateness at 1,000 tasks/s, --in-memory vs --data-dir",
     ),
     Scenario(
         name="timer",
