@@ -3,7 +3,8 @@
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
 webhook client, the peer links, and what watches them: metrics, logs, /_ready) so tests can run
 a whole node in their own nursery; `main` is the command: it sets up logging, serves, reloads
-the queues file on SIGHUP and stops on SIGINT or SIGTERM. With a data directory
+the queues file on SIGHUP, and on SIGINT or SIGTERM drains (drain.py) and stops; a second one
+stops it at once. With a data directory
 (docs/durability.md) the membership comes back from the store and every change of its hard
 state is committed before the peer messages that follow it.
 """
