@@ -167,3 +167,22 @@ async def test_the_drain_timeout_cuts_off_a_delivery_that_does_not_finish(tmp_pa
 
 async def _state_is(port: int, task_id: str, state: str) -> bool:
     return bool((await call(port, "GET", f"/q/{task_id}"))["state"] == state)
+
+
+async def test_sigterm_closes_an_idle_keep_alive_connection_and_exits(tmp_path: Path) -> None:
+    async with durable_nodes(tmp_path) as nodes:
+        node = nodes.define()
+        # Were the idle connection waited for, the node would exit only after these 600 s.
+        node.command += ["--drain-timeout", "600"]
+        await nodes.start(node)
+        stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+        async with stream:
+            await stream.send_all(request_bytes("GET", "/_health"))
+            reader = ByteReader(stream)
+            first = await reader.read_message()
+            assert first is not None and first.status == 200
+            assert node.process is not None
+            node.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(EXIT_WITHIN_S):
+                assert await reader.read_message() is None, "closed without another answer"
+        assert await exit_status(nodes, node) == 0
