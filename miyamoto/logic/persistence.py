@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from dataclasses import dataclass
 from typing import Final
 
@@ -298,8 +299,9 @@ def decode_task(row: TaskRow) -> Task:
         raise RecordError("state: a copy is never stored as delivering")
     task = Task(
         id=_text(task_id, "id"),
-        queue=_text(queue, "queue"),
-        method=_text(method, "method"),
+        # Shared, as the copies an enqueue makes share them: ~100 bytes a task less.
+        queue=sys.intern(_text(queue, "queue")),
+        method=sys.intern(_text(method, "method")),
         url=_text(url, "url"),
         headers=_headers(_text(headers, "headers")),
         body=_blob(body, "body"),
@@ -310,7 +312,8 @@ def decode_task(row: TaskRow) -> Task:
         copy_index=_int(copy_index, "copy_index"),
     )
     task.state = state
-    task.due_ms = _int(due_ms, "due_ms")
+    if due_ms != task.eta_ms:  # else the same int object as eta_ms, as in memory
+        task.due_ms = _int(due_ms, "due_ms")
     task.attempts = _int(attempts, "attempts")
     task.executions = _int(executions, "executions")
     task.first_attempt_ms = _optional_int(first_attempt_ms, "first_attempt_ms")
