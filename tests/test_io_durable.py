@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -290,3 +291,37 @@ def socket_taken(port: int) -> Iterator[None]:
         taken.bind(("127.0.0.1", port))
         taken.listen()
         yield
+
+
+# -- what /_cluster says about the store ---------------------------------------------------------
+
+
+async def test_cluster_view_shows_the_data_directory_and_commit_latency(tmp_path: Path) -> None:
+    async with durable_nodes(tmp_path) as nodes:
+        node = nodes.define()
+        await nodes.start(node)
+        body = b'{"url": "http://127.0.0.1:9/", "countdown": 3600}'
+        before_ms = time.time_ns() // 1_000_000
+        for _ in range(3):
+            reply = await call(node.port, "POST", "/q", body, Content_Type="application/json")
+            assert reply["status"] == "scheduled", reply
+        store = (await call(node.port, "GET", "/_cluster"))["durability"]
+    assert store["data_dir"] == str(tmp_path / str(node.port))
+    assert store["fsync"] == "always"
+    assert store["commits"] >= 4, store  # the membership's first, then one per enqueue at least
+    assert store["last_commit_ms"] >= before_ms
+    latency = store["commit_latency"]
+    assert latency["commits"] == min(store["commits"], 100)
+    assert 0 < latency["p50_ms"] <= latency["max_ms"]
+    assert store["last_error"] is None
+
+
+async def test_an_in_memory_node_says_it_keeps_nothing_on_disk(tmp_path: Path) -> None:
+    async with durable_nodes(tmp_path) as nodes:
+        node = nodes.define()
+        node.command[node.command.index("--data-dir") : node.command.index("--data-dir") + 2] = [
+            "--in-memory"
+        ]
+        await nodes.start(node)
+        view = await call(node.port, "GET", "/_cluster")
+    assert view["durability"] == {"data_dir": None}

@@ -13,6 +13,7 @@ from .cluster import cluster
 from .delivery import delivery
 from .dispatch import dispatch_time
 from .durable import durable
+from .durable_store import durable_memory, durable_restart, durable_timer
 from .enqueue import enqueue_keepalive, enqueue_new_connection
 from .memory import memory
 from .metrics_cost import metrics_cost
@@ -62,6 +63,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="durable",
         run=durable,
         summary="--data-dir vs --in-memory enqueue, durable batch, restart with pending tasks",
+    ),
+    Scenario(
+        name="durable-restart",
+        run=durable_restart,
+        summary="restart on a data directory with 1,000,000 pending tasks; bytes on disk per task",
+    ),
+    Scenario(
+        name="durable-memory",
+        run=durable_memory,
+        summary="RSS per pending task, --in-memory vs --data-dir",
+    ),
+    Scenario(
+        name="durable-timer",
+        run=durable_timer,
+        summary="timer lateness at 1,000 tasks/s, --in-memory vs --data-dir",
     ),
     Scenario(
         name="timer",

@@ -100,6 +100,8 @@ class DaemonOptions:
     max_task_bytes: int = TASK_BYTES_FALLBACK
     """--max-task-bytes: task bodies, headers and URLs one node holds (default: a quarter of
     physical memory)."""
+    drain_timeout_s: float = 10.0
+    """On SIGTERM or Ctrl-C, how long deliveries under way may take to finish (io/drain.py)."""
 
     @property
     def node_id(self) -> str:
@@ -177,6 +179,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         max_task_bytes=(
             args.max_task_bytes if args.max_task_bytes is not None else default_task_bytes()
         ),
+        drain_timeout_s=args.drain_timeout,
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -291,6 +294,14 @@ def _parser() -> argparse.ArgumentParser:
         help="bytes of task bodies, headers and URLs one node holds; an enqueue past it gets "
         "507 (a number, or with K, M, G or T for KiB to TiB; default a quarter of physical "
         "memory)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=10.0,
+        help="on SIGTERM or Ctrl-C, how long requests and deliveries under way may take to "
+        "finish before the node exits (default 10; a second signal exits at once)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)

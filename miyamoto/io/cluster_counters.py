@@ -20,12 +20,20 @@ def with_peer_counters(
     handler: RequestHandler, counters: Callable[[], dict[str, object]]
 ) -> RequestHandler:
     """`handler`, with `counters()` added to every `200` answer to `GET /_cluster`."""
+    return with_cluster_section(handler, "peer_endpoint", counters)
+
+
+def with_cluster_section(
+    handler: RequestHandler, name: str, section: Callable[[], dict[str, object]]
+) -> RequestHandler:
+    """`handler`, with `section()` added as `name` to every `200` answer to `GET /_cluster`
+    (the shell's own numbers: the `/_peer` counters, the store's commits)."""
 
     def added(response: HttpResponse) -> HttpResponse:
         if response.status != 200:
             return response  # a refusal (401, 403, 405) stays as the node or the token check said
         body = json.loads(response.body)
-        body["peer_endpoint"] = counters()
+        body[name] = section()
         return HttpResponse(
             status=200, headers=response.headers, body=json.dumps(body).encode()
         )

@@ -91,20 +91,82 @@ async def serve_api(
     settings: ServerSettings | None = None,
     peer_handler: PeerHandler | None = None,
     on_refusal: RefusalObserver | None = None,
+    drain: ApiDrain | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve `handler` on `listeners` forever; `task_status.started()` once accepting.
 
     With a `peer_handler`, it answers the requests it claims (`POST /_peer`) instead of `handler`,
     and their connections count against `settings.peer_connections_max`. `on_refusal` hears of
-    every request the server refused itself (its status)."""
+    every request the server refused itself (its status). `drain` lets the caller stop accepting
+    and wait for the API requests under way (see ApiDrain); serving goes on until cancelled."""
     server = ApiServer(
         handler, settings or ServerSettings(), peer_handler=peer_handler, on_refusal=on_refusal
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
+    accepting = trio.CancelScope()
+    accepting_stopped = trio.Event()
+
+    async def accept(
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with accepting:  # serve_listeners closes each listener as its accept loop ends
+            await trio.serve_listeners(
+                server.serve_connection,
+                listeners,
+                handler_nursery=connections,
+                task_status=task_status,
+            )
+        accepting_stopped.set()
+
+    async with trio.open_nursery() as connections:
+        await connections.start(accept)
+        if drain is not None:
+            drain.attach(server, accepting, accepting_stopped)
         task_status.started()
-    raise AssertionError("unreachable: serve_listeners never returns")
+        await trio.sleep_forever()
+    raise AssertionError("unreachable: serving ends only when cancelled")
+
+
+class ApiDrain:
+    """Stops an API server gracefully, for a node shutting down.
+
+    `stop_accepting` closes the listeners (new connections are refused) and the idle API
+    connections; a connection with a request under way gets its answer (with `Connection:
+    close`) and is closed after it. Peer connections (`POST /_peer`) stay open: the peers'
+    acknowledgements of copies still come in on them while the node drains. Give it to
+    `serve_api` and use it once that has started."""
+
+    def __init__(self) -> None:
+        self._server: ApiServer | None = None
+        self._accepting: trio.CancelScope | None = None
+        self._accepting_stopped: trio.Event | None = None
+
+    def attach(
+        self, server: ApiServer, accepting: trio.CancelScope, accepting_stopped: trio.Event
+    ) -> None:
+        self._server = server
+        self._accepting = accepting
+        self._accepting_stopped = accepting_stopped
+
+    async def stop_accepting(self) -> None:
+        """Return once the listeners are closed."""
+        assert self._accepting is not None and self._accepting_stopped is not None
+        assert self._server is not None, "stop_accepting before serve_api started"
+        self._accepting.cancel()
+        await self._accepting_stopped.wait()
+        self._server.close_api_connections()
+
+    @property
+    def api_requests_under_way(self) -> int:
+        """API connections with a request being read, answered or sent."""
+        assert self._server is not None
+        return self._server.api_requests_under_way
+
+    async def api_requests_answered(self) -> None:
+        """Return once every API connection is closed, each having had its answer."""
+        assert self._server is not None
+        await self._server.api_connections_closed.wait()
 
 
 class ApiServer:
@@ -124,6 +186,34 @@ class ApiServer:
         self._on_refusal = on_refusal
         self.connections = 0
         """Connections being served right now."""
+        self._open: dict[_ApiConnection, _RoutedConnection | None] = {}
+        self._closing = False
+        self.api_connections_closed = trio.Event()
+        """Set once, after `close_api_connections`, no API connection is left."""
+
+    @property
+    def api_connections_open(self) -> int:
+        return sum(1 for routed in self._open.values() if not _is_peer(routed))
+
+    @property
+    def api_requests_under_way(self) -> int:
+        return sum(
+            1
+            for connection, routed in self._open.items()
+            if not _is_peer(routed) and not connection.is_idle
+        )
+
+    def close_api_connections(self) -> None:
+        """Close idle API connections now and the others after their answer; accept none."""
+        self._closing = True
+        for connection, routed in self._open.items():
+            if not _is_peer(routed):
+                connection.close_when_answered()
+        self._note_closed()
+
+    def _note_closed(self) -> None:
+        if self._closing and not self.api_connections_open:
+            self.api_connections_closed.set()
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection until it closes. Never raises (except Cancelled)."""
@@ -136,10 +226,12 @@ class ApiServer:
             return
         self.connections += 1
         routed = None if self.peers is None else self.peers.route(self._handler)
+        connection = _ApiConnection(stream, routed or self._handler, settings, self._on_refusal)
+        self._open[connection] = routed
+        if self._closing:
+            connection.close_when_answered()
         try:
-            await _ApiConnection(
-                stream, routed or self._handler, settings, self._on_refusal
-            ).serve()
+            await connection.serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; nothing to answer
         except Exception:
@@ -147,8 +239,14 @@ class ApiServer:
             log.exception("error serving an API connection; closing it")
         finally:
             self.connections -= 1
+            del self._open[connection]
+            self._note_closed()
             if self.peers is not None and routed is not None:
                 self.peers.closed(routed)
+
+
+def _is_peer(routed: _RoutedConnection | None) -> bool:
+    return routed is not None and routed.is_peer is True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +371,20 @@ class _ApiConnection:
         """When the first byte of the request being read arrived; None while idle."""
         self._request_deadline_set = False
         self._sending = False
+        self._waiting_for_request = True
+        self._closing = False
+        """The server is shutting down: close after the answer under way, if any."""
+
+    @property
+    def is_idle(self) -> bool:
+        """Waiting for a request of which no byte has come."""
+        return self._waiting_for_request and self._request_started_s is None
+
+    def close_when_answered(self) -> None:
+        """Close now if no request is under way, else once its answer is sent."""
+        self._closing = True
+        if self.is_idle:
+            self._timeouts.cancel()  # closed silently, as an idle keep-alive that timed out
 
     async def serve(self) -> None:
         refusal: _Refusal | None = None
@@ -302,6 +414,7 @@ class _ApiConnection:
             self._request_deadline_set = False
             self._sending = False
             self._timeouts.deadline = now_s + settings.keep_alive_timeout_s
+            self._waiting_for_request = True
             try:
                 request = await self._read_request()
             except _Refusal as refusal:
@@ -312,10 +425,12 @@ class _ApiConnection:
                 return _Refusal(400, f"malformed HTTP request: {error}")
             if request is None:
                 return None
+            self._waiting_for_request = False
             head_only = request.method == "HEAD"
             response, close = await self._answer(_as_get(request) if head_only else request)
             self._sending = True
             self._timeouts.deadline = trio.current_time() + settings.send_timeout_s
+            close = close or self._closing
             data = _encode_response(self._h11, response, close=close, head_only=head_only)
             await self._stream.send_all(data)
             if close or self._h11.our_state is not h11.DONE:

@@ -3,7 +3,8 @@
 `serve_node` puts the pieces together (the node state machine, its runtime, the API server, the
 webhook client, the peer links, and what watches them: metrics, logs, /_ready) so tests can run
 a whole node in their own nursery; `main` is the command: it sets up logging, serves, reloads
-the queues file on SIGHUP and stops on SIGINT or SIGTERM. With a data directory
+the queues file on SIGHUP, and on SIGINT or SIGTERM drains (drain.py) and stops; a second one
+stops it at once. With a data directory
 (docs/durability.md) the membership comes back from the store and every change of its hard
 state is committed before the peer messages that follow it.
 """
@@ -18,7 +19,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -34,12 +35,15 @@ from ..logic.node import Node, NodeConfig
 from ..logic.queue_config import QueueConfigError, QueuesConfig, parse_queues_toml
 from .api_auth import read_api_tokens, requiring_tokens
 from .cli import Address, DaemonOptions, parse_args
-from .cluster_counters import with_peer_counters
+from .cluster_counters import with_cluster_section, with_peer_counters
+from .drain import DeliveriesUnderWay, Drain, DrainReport, drain_node, log_drained
+from .durable.cluster_view import durability_section
 from .durable.commit_gate import CommitGate
 from .durable.data_dir import DataDirError
 from .durable.startup import OpenedDataDir, open_data_dir
 from .durable.store import DataFileError, FsyncMode, StoreUnavailable
 from .http_server import (
+    ApiDrain,
     PeerHandler,
     RequestHandler,
     ServerSettings,
@@ -63,6 +67,12 @@ log = logging.getLogger("miyamoto")
 
 EXIT_NODE_CRASHED = 70
 """The exit status when `Node.handle` raised (a bug; EX_SOFTWARE): the log has the traceback."""
+
+
+EXIT_STOPPED_UNDRAINED = 3
+"""The exit status when a second SIGTERM or SIGINT stopped the node before its drain finished."""
+EXIT_LAST_COMMIT_FAILED = 4
+"""The exit status when the drain's last commit failed (the store could not write)."""
 
 
 def split_node_id(node_id: str) -> Address:
@@ -91,6 +101,7 @@ async def serve_node(
     deliver: Deliver | None = None,
     durable: OpenedDataDir | None = None,
     more_seeds: tuple[str, ...] = (),
+    drain: Drain | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
@@ -106,6 +117,7 @@ async def serve_node(
     `deliver` replaces the webhook client (tests that must reach no webhook pass their own).
     `durable`: the opened data directory (the caller closes it); None keeps nothing on disk.
     `more_seeds`: nodes to join through besides `config.seed_id`.
+    `drain`: once `drain.requested` is set, the node drains (drain.py) and this returns.
     Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = bind or split_node_id(config.node_id)
@@ -165,9 +177,10 @@ async def serve_node(
         else None
     )
     watch = NodeWatch(node, metrics=node_metrics)
+    deliveries = DeliveriesUnderWay(deliver or client.deliver)
     runtime = NodeRuntime(
         node,
-        deliver=deliver or client.deliver,
+        deliver=deliveries,
         send_peer=peer_links.send,
         clock_ms=clock_ms,
         deliveries_per_destination_max=config.limits.connections_per_destination_max,
@@ -182,6 +195,8 @@ async def serve_node(
     if api_tokens is not None:
         handler = requiring_tokens(handler, api_tokens)
     handler = with_peer_counters(handler, peer_endpoint.stats_json)
+    store = None if durable is None else durable.store
+    handler = with_cluster_section(handler, "durability", partial(durability_section, store, gate))
     # The status page and the OpenAPI description are public (the page asks the API with the
     # browser's own credentials); the front counts and logs every answer, theirs included.
     front = ApiFront(
@@ -192,6 +207,7 @@ async def serve_node(
         store_problem=store_problem,
     )
     settings = server_settings or ServerSettings(limits=config.limits)
+    api_drain = ApiDrain()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(peer_links.run)  # before the node runs: it may send at once
@@ -206,14 +222,26 @@ async def serve_node(
                     settings=settings,
                     peer_handler=peer_handler,
                     on_refusal=front.note_refusal,
+                    drain=api_drain,
                 )
             )
             if queues_reloads is not None:
                 nursery.start_soon(_apply_queues_reloads, runtime, queues_reloads)
+            if drain is not None:
+                stop = partial(drain_node, drain, api=api_drain, deliveries=deliveries, gate=gate)
+                nursery.start_soon(_drain_when_requested, drain, stop, nursery.cancel_scope)
             task_status.started(bound_port)
     finally:
         with trio.CancelScope(shield=True):
             await client.aclose()
+
+
+async def _drain_when_requested(
+    drain: Drain, stop: Callable[[], Awaitable[DrainReport]], serving: trio.CancelScope
+) -> None:
+    await drain.requested.wait()
+    log_drained(await stop())
+    serving.cancel()
 
 
 def _membership(
@@ -286,6 +314,7 @@ async def _serve_until_signal(
     durable: OpenedDataDir | None,
 ) -> int:
     send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
+    drain = Drain(timeout_s=options.drain_timeout_s)
     serve = partial(
         serve_node,
         config,
@@ -298,11 +327,18 @@ async def _serve_until_signal(
         cluster_keys=security.cluster_keys,
         durable=durable,
         more_seeds=options.seed_ids[1:],
+        drain=drain,
     )
+
+    async def serve_then_stop(*, task_status: trio.TaskStatus[int]) -> None:
+        await serve(task_status=task_status)  # returns once drained
+        nursery.cancel_scope.cancel()
+
+    status = 0
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                bound_port = await nursery.start(serve)
+                bound_port = await nursery.start(serve_then_stop)
             except StoreUnavailable as error:
                 log.error("%s", error)
                 return 1
@@ -337,10 +373,18 @@ async def _serve_until_signal(
                 if signum == signal.SIGHUP:
                     _on_sighup(options, config, send_reload)
                     continue
-                log.info("%s, shutting down", name)
+                if not drain.requested.is_set():
+                    log.info("%s, shutting down: draining (send it again to stop at once)", name)
+                    drain.requested.set()
+                    continue
+                # What was acknowledged is committed already; outcomes not yet are made again.
+                log.warning("%s again: stopping at once, without waiting for the drain", name)
+                status = EXIT_STOPPED_UNDRAINED
                 nursery.cancel_scope.cancel()
                 break
-    return 0
+    if status == 0 and not drain.committed:
+        status = EXIT_LAST_COMMIT_FAILED
+    return status
 
 
 def _is_loopback(host: str) -> bool:

@@ -74,6 +74,8 @@ class CommitGate:
         """(generation that must be settled first, whether the turn changed anything, its
         actions), oldest first."""
         self._work = trio.Event()
+        self._released = trio.Event()
+        """Set (and replaced) each time a commit is done or has failed."""
         self._limiter = trio.CapacityLimiter(1)
         self.turns_failed = 0
         self.last_error: str | None = None
@@ -95,6 +97,14 @@ class CommitGate:
             carry_out(f"{HELD_TURNS_MAX} turns are waiting for the store: try again", changed)
             return
         self._held.append((self._generation, changed, carry_out))
+
+    async def flushed(self) -> None:
+        """Return once every change made so far is on disk and every held turn carried out
+        (a node draining before it exits). While the store fails this waits for its retries:
+        bound it with a timeout."""
+        self._notice_changes()
+        while self._held or self._has_dirty() or self._settled_generation < self._generation:
+            await self._released.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit changes as they come, until cancelled."""
@@ -166,6 +176,8 @@ class CommitGate:
 
     def _release(self, generation: int, error: str | None) -> None:
         self._settled_generation = generation
+        self._released.set()
+        self._released = trio.Event()
         while self._held and self._held[0][0] <= generation:
             _, changed, carry_out = self._held.popleft()
             if error is not None:

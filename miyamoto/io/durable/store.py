@@ -37,6 +37,8 @@ from ...logic.persistence import (
 from ...logic.task import Task
 
 STORE_FILE_NAME: Final = "miyamoto.sqlite3"
+COMMITS_IN_STATS: Final = 100
+"""How many recent commits `GET /_cluster`'s fsync latency is taken over."""
 BUSY_TIMEOUT_S: Final = 5.0
 """Only this process opens the file (the directory lock), so waiting means something is wrong."""
 
@@ -135,14 +137,25 @@ class CommitStats:
     """Wall-clock time the last commit finished."""
     last_commit_latency_us: int | None = None
     """How long it took, fsync included."""
+    recent_latencies_us: tuple[int, ...] = ()
+    """The last `COMMITS_IN_STATS` commits' latencies, oldest first: a new tuple per commit, so
+    the trio thread reads a whole one while a worker thread commits."""
 
 
 class Store:
     """An open, checked store file. Use `open_store`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, *, node_id: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        *,
+        node_id: str,
+        fsync: FsyncMode = FsyncMode.ALWAYS,
+    ) -> None:
         self.path = path
         self.node_id = node_id
+        self.fsync = fsync
         self._db = connection
         self.stats = CommitStats()
 
@@ -169,18 +182,19 @@ class Store:
     def load_tasks(self) -> list[Task]:
         """Every copy stored, as the last commit left it."""
         columns = ", ".join(TASK_COLUMNS)
+        tasks = []
+        # Row by row, not fetchall: a million rows held at once as tuples cost about 500 MB
+        # more at the peak, and the memory freed after was not all given back to the OS.
         try:
-            rows = self._db.execute(f"SELECT {columns} FROM tasks").fetchall()
+            for row in self._db.execute(f"SELECT {columns} FROM tasks"):
+                try:
+                    tasks.append(decode_task(row))
+                except RecordError as error:
+                    raise DataFileError(
+                        f"{self.path}: damaged task record {row[0]!r}/{row[1]!r}: {error}"
+                    ) from None
         except sqlite3.DatabaseError as error:
             raise DataFileError(f"{self.path}: cannot read the tasks: {error}") from None
-        tasks = []
-        for row in rows:
-            try:
-                tasks.append(decode_task(row))
-            except RecordError as error:
-                raise DataFileError(
-                    f"{self.path}: damaged task record {row[0]!r}/{row[1]!r}: {error}"
-                ) from None
         return tasks
 
     def load_paused_queues(self) -> list[str]:
@@ -217,10 +231,13 @@ class Store:
                     )
         except (sqlite3.Error, OSError) as error:
             raise StoreUnavailable(describe_write_error(self.path, error)) from error
+        latency_us = (time.perf_counter_ns() - started_ns) // 1000
+        recent = (*self.stats.recent_latencies_us[1 - COMMITS_IN_STATS :], latency_us)
         self.stats = CommitStats(
             commits=self.stats.commits + 1,
             last_commit_ms=time.time_ns() // 1_000_000,
-            last_commit_latency_us=(time.perf_counter_ns() - started_ns) // 1000,
+            last_commit_latency_us=latency_us,
+            recent_latencies_us=recent,
         )
 
     def _write_hard_state(self, state: MembershipHardState) -> None:
@@ -288,7 +305,7 @@ def open_store(directory: Path, *, node_id: str, fsync: FsyncMode) -> Store:
     except BaseException:
         db.close()
         raise
-    return Store(path, db, node_id=node_id)
+    return Store(path, db, node_id=node_id, fsync=fsync)
 
 
 def _configure(db: sqlite3.Connection, path: Path, fsync: FsyncMode) -> None:
