@@ -120,6 +120,7 @@ def build(
             receivers=config.receivers,
             start_ms=config.start_ms,
             wire_codec=config.wire_codec,
+            disks=config.disks,
         ),
         checker,
         trace,
@@ -226,6 +227,8 @@ class CopiesCheck:
             return
         self.done = True
         copies = pending_copies(world, live)
+        for task_id in finishing(world, live):
+            copies.pop(task_id, None)
         short = copies_problems(live, copies, config.replicas, fewer_only=True)
         if short:
             world.checker.under_replicated(
@@ -242,6 +245,18 @@ def named_holders(world: World, task_id: str) -> list[str]:
         if sim_node.node is not None:
             named.update(observe.holders_of(sim_node.node, task_id))
     return sorted(named)
+
+
+def finishing(world: World, live: list[str]) -> set[str]:
+    """Tasks some live node has finished (delivered, cancelled, given up): their other copies
+    are being told (a cancel's CancelTask may still be on its way, or, with disks, waiting for
+    the commit of the cancel), so they are owed no copies."""
+    done: set[str] = set()
+    for node_id in live:
+        node = world.nodes[node_id].node
+        assert node is not None
+        done |= observe.known_task_ids(node) - observe.pending_task_ids(node)
+    return done
 
 
 def pending_copies(world: World, live: list[str]) -> dict[str, list[str]]:
