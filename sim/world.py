@@ -463,7 +463,7 @@ class World:
             self._carry_out(sim_node, action, (step, index))
         self._arm(sim_node)
 
-    def _start_commit(self, sim_node: SimNode, gate: DiskGate) -> None:
+    def _start_commit(self, sim_node: SimNode, gate: DiskGate[HeldTurn]) -> None:
         duration_ms = gate.start_commit()
         if duration_ms is None:
             return
