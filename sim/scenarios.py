@@ -98,6 +98,8 @@ RESTART_SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+RESTART_SCENARIO_NAMES = frozenset(s.name for s in RESTART_SCENARIOS)
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (

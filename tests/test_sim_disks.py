@@ -4,6 +4,7 @@ hold across restarts, and the disk variants of the matrix."""
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -13,12 +14,13 @@ from miyamoto.logic.local_tasks import TaskChanges
 from miyamoto.logic.messages import Envelope, Heartbeat, MemberList, VoteResponse
 from miyamoto.logic.node import Node
 from sim.__main__ import main
-from sim.checkers import Anomaly, Checker
+from sim.checkers import Anomaly, Checker, FailureKind
 from sim.disk_checks import DiskChecks
 from sim.history import Order
-from sim.matrix import Job, run_job
-from sim.run import bounds, build
-from sim.scenarios import Shape, draw_config
+from sim.matrix import Job, run_job, run_jobs
+from sim.run import RunResult, bounds, build, run
+from sim.scenarios import FaultKind as FaultKind_
+from sim.scenarios import RESTART_SCENARIO_NAMES, SCENARIOS, Shape, draw_config
 from sim.trace import Trace
 from sim.world import NodeState, World
 
@@ -142,8 +144,7 @@ def test_a_whole_cluster_restart_with_disks_loses_nothing_and_keeps_its_quorum(s
     report = run_job(Job(seed=seed, scenario="cluster_restart", shape=DISKS)).report
     assert report.acked > 0
     assert (report.lost, report.lost_all_holders, report.lost_no_quorum) == (0, 0, 0)
-    assert not report.quorum_lost
-    assert report.delivered == report.tasks - (report.tasks - report.acked) or report.delivered
+    assert not report.quorum_lost and report.failure is None
     in_memory = run_job(Job(seed=seed, scenario="cluster_restart", shape=MEMORY)).report
     assert in_memory.quorum_lost  # what memory alone gives up
 
@@ -151,8 +152,6 @@ def test_a_whole_cluster_restart_with_disks_loses_nothing_and_keeps_its_quorum(s
 def test_a_node_that_does_not_write_its_copies_loses_tasks_on_a_cluster_restart() -> None:
     """The bar with disks has teeth: a task whose every holder crashed is lost, not excused."""
     config = draw_config(CLUSTER_RESTART_SEEDS[0], "cluster_restart", DISKS)
-    from sim.run import run
-
     report = run(config, node_class=ForgetsCopies).report
     assert Anomaly.LOST in {v.anomaly for v in report.violations}
     assert report.lost_all_holders == 0
@@ -215,3 +214,131 @@ def test_disks_are_on_the_seed_line_and_in_the_reproduce_command(
     job = Job(seed=1, scenario="calm", shape=Shape(nodes=3, disks=True))
     assert job.command() == "python -m sim --seed 1 --scenario calm --nodes 3 --disks"
     assert job.variant == "calm+disks"
+
+
+# -- the disk matrix (CI) ------------------------------------------------------------------------
+
+DISK_CI_SEEDS = 4
+DISK_CI_BUDGET_S = 90
+"""Every scenario with disks and the restart scenarios in memory, 4 seeds each (112 runs, 2
+processes): measured in the branch's report next to the in-memory matrix of test_sim_runs."""
+
+ISSUE_10 = (
+    "issue 10: a copy that was never stored (a StoreCopy lost, a member unreachable for a few "
+    "seconds) is never made again: no member-list change comes, so no repair (under_replicated)"
+)
+NOT_COMMITTED = (
+    "issue 10 with disks: a holder that crashed before committing a copy comes back as the "
+    "same member without it; the member list does not change, so no repair remakes the copy "
+    "(under_replicated, holders 'crashed and restarted since')"
+)
+RESTARTED_HOLDER = (
+    "root cause C: a holder that crashes and rejoins empty (memory or disk lost) under the same "
+    "id before it is removed leaves the member id list unchanged, so no repair runs, and repair "
+    "counts holders by id: copies are not remade, and the next holder to go loses the task"
+)
+FOUNDER_FOUNDS_AGAIN = (
+    "in memory (docs/cluster.md, Known limits; a data directory removes it): a founder "
+    "restarted with its first command founds a second cluster beside the old one: two leaders "
+    "for good (not_converged), and an id enqueued in both is delivered twice"
+)
+KNOWN: dict[tuple[str, int], tuple[str, frozenset[Anomaly]]] = {}
+"""(variant, seed) of the disk matrix -> why it fails, and the anomalies that cause shows."""
+for _reason, _anomalies, _runs in (
+    (ISSUE_10, {Anomaly.UNDER_REPLICATED}, {
+        "isolate_one+disks": (1,), "bridge+disks": (4,), "random_halves+disks": (1, 3),
+        "isolate_leader+disks": (4,), "one_way+disks": (1, 4), "swizzle_clog+disks": (3,),
+        "lossy_network+disks": (1, 2, 3, 4), "swarm+disks": (1, 2), "rate_limited+disks": (2,),
+    }),
+    (NOT_COMMITTED, {Anomaly.UNDER_REPLICATED}, {
+        "cluster_restart+disks": (3, 4), "rate_limited+disks": (4,),
+    }),
+    (RESTARTED_HOLDER, {Anomaly.UNDER_REPLICATED, Anomaly.LOST}, {
+        "disk_lost+disks": (1,), "disk_lost": (1,), "rolling_restart": (1, 2, 3, 4),
+    }),
+    (FOUNDER_FOUNDS_AGAIN, {Anomaly.NOT_CONVERGED, Anomaly.DUPLICATED}, {
+        "founder_restart": (3,),
+    }),
+):  # fmt: skip
+    for _variant, _seeds in _runs.items():
+        for _seed in _seeds:
+            KNOWN[(_variant, _seed)] = (_reason, frozenset(_anomalies))
+
+
+@pytest.fixture(scope="module")
+def disk_matrix() -> tuple[list[Job], list[RunResult], float]:
+    seeds = range(1, DISK_CI_SEEDS + 1)
+    jobs = [Job(seed=seed, scenario=name, shape=DISKS) for name in SCENARIOS for seed in seeds]
+    jobs += [
+        Job(seed=seed, scenario=name, shape=MEMORY)
+        for name in sorted(RESTART_SCENARIO_NAMES)
+        for seed in seeds
+    ]
+    start = time.perf_counter()
+    results = run_jobs(jobs, processes=2)
+    return jobs, list(results), time.perf_counter() - start
+
+
+def test_the_disk_matrix_runs_within_its_budget_and_no_node_crashes(
+    disk_matrix: tuple[list[Job], list[RunResult], float],
+) -> None:
+    jobs, results, wall_s = disk_matrix
+    assert {j.variant for j in jobs} >= {f"{name}+disks" for name in SCENARIOS}
+    assert wall_s < DISK_CI_BUDGET_S, wall_s
+    crashed = [
+        (job.command(), [str(v) for v in r.report.violations][:3])
+        for job, r in zip(jobs, results, strict=True)
+        if r.report.failure is FailureKind.CRASH
+    ]
+    assert crashed == []
+
+
+def test_the_disk_matrix_finds_no_anomaly_but_its_known_root_causes(
+    disk_matrix: tuple[list[Job], list[RunResult], float],
+) -> None:
+    jobs, results, _ = disk_matrix
+    unexplained = []
+    for job, result in zip(jobs, results, strict=True):
+        _, allowed = KNOWN.get((job.variant, job.seed), ("", frozenset()))
+        extra = [str(v)[:300] for v in result.report.violations if v.anomaly not in allowed]
+        if extra:
+            unexplained.append((job.command(), extra[:3]))
+    assert unexplained == []
+
+
+def test_with_disks_no_run_of_the_matrix_loses_a_task_but_to_a_lost_disk(
+    disk_matrix: tuple[list[Job], list[RunResult], float],
+) -> None:
+    jobs, results, _ = disk_matrix
+    with_disks = [(j, r) for j, r in zip(jobs, results, strict=True) if j.shape.disks]
+    assert sum(r.report.acked for _, r in with_disks) > 10_000
+    losses = [
+        (job.command(), r.report.lost, r.report.lost_all_holders, r.report.lost_no_quorum)
+        for job, r in with_disks
+        if (r.report.lost or r.report.lost_all_holders or r.report.lost_no_quorum)
+        and not _loses_disks(r)
+    ]
+    assert losses == []
+    assert not any(r.report.quorum_lost for _, r in with_disks if not _loses_disks(r))
+
+
+def _loses_disks(result: RunResult) -> bool:
+    """A lost disk, or a machine gone for good (its disk with it), may lose a task's copies."""
+    return bool({FaultKind_.DISK_LOST, FaultKind_.CRASH_PERMANENT} & set(result.config.faults))
+
+
+@pytest.mark.parametrize(
+    ("variant", "seed"),
+    [
+        pytest.param(variant, seed, marks=pytest.mark.xfail(strict=True, reason=reason))
+        for (variant, seed), (reason, _) in KNOWN.items()
+    ],
+)
+def test_a_disk_matrix_run_failing_for_a_known_root_cause_finds_no_anomaly(
+    disk_matrix: tuple[list[Job], list[RunResult], float], variant: str, seed: int
+) -> None:
+    jobs, results, _ = disk_matrix
+    (result,) = [
+        r for j, r in zip(jobs, results, strict=True) if (j.variant, j.seed) == (variant, seed)
+    ]
+    assert result.report.failure is None, [str(v) for v in result.report.violations][:3]
