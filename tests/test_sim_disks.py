@@ -19,8 +19,7 @@ from sim.disk_checks import DiskChecks
 from sim.history import Order
 from sim.matrix import Job, run_job, run_jobs
 from sim.run import RunResult, bounds, build, run
-from sim.scenarios import FaultKind as FaultKind_
-from sim.scenarios import RESTART_SCENARIO_NAMES, SCENARIOS, Shape, draw_config
+from sim.scenarios import RESTART_SCENARIO_NAMES, SCENARIOS, FaultKind, Shape, draw_config
 from sim.trace import Trace
 from sim.world import NodeState, World
 
@@ -324,7 +323,7 @@ def test_with_disks_no_run_of_the_matrix_loses_a_task_but_to_a_lost_disk(
 
 def _loses_disks(result: RunResult) -> bool:
     """A lost disk, or a machine gone for good (its disk with it), may lose a task's copies."""
-    return bool({FaultKind_.DISK_LOST, FaultKind_.CRASH_PERMANENT} & set(result.config.faults))
+    return bool({FaultKind.DISK_LOST, FaultKind.CRASH_PERMANENT} & set(result.config.faults))
 
 
 @pytest.mark.parametrize(
