@@ -260,7 +260,6 @@ class World:
         """Requests a node got and has not answered yet, by (node, request id)."""
         self.nodes: dict[str, SimNode] = {}
         self.disk_checks = DiskChecks(checker)
-        self.commits = 0
         founder = config.node_ids[0]
         for node_id, clock in zip(config.node_ids, config.clocks, strict=True):
             sim_node = SimNode(
@@ -467,7 +466,6 @@ class World:
         duration_ms = gate.start_commit()
         if duration_ms is None:
             return
-        self.commits += 1
         self.agenda.after(duration_ms, CommitEnd(sim_node, sim_node.incarnation))
         if sim_node.crash_in_commit == "during":
             sim_node.crash_in_commit = None
