@@ -227,8 +227,9 @@ class CopiesCheck:
             return
         self.done = True
         copies = pending_copies(world, live)
-        for task_id in finishing(world, live):
-            copies.pop(task_id, None)
+        if world.config.disks:
+            for task_id in finishing(world, live):
+                copies.pop(task_id, None)
         short = copies_problems(live, copies, config.replicas, fewer_only=True)
         if short:
             world.checker.under_replicated(
@@ -248,9 +249,10 @@ def named_holders(world: World, task_id: str) -> list[str]:
 
 
 def finishing(world: World, live: list[str]) -> set[str]:
-    """Tasks some live node has finished (delivered, cancelled, given up): their other copies
-    are being told (a cancel's CancelTask may still be on its way, or, with disks, waiting for
-    the commit of the cancel), so they are owed no copies."""
+    """Tasks some live node has finished (delivered, cancelled, given up): with disks, the
+    messages that tell the other copies wait for the commit of the finish (1 to 20 ms), so
+    those copies are owed no more. (Not applied in memory: there it would clear 11 runs of
+    the CI matrix marked for issue 10, which is repair's to judge.)"""
     done: set[str] = set()
     for node_id in live:
         node = world.nodes[node_id].node
