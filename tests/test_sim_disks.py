@@ -272,6 +272,7 @@ for _reason, _anomalies, _runs in (
         "isolate_one+disks": (1,), "bridge+disks": (4,), "random_halves+disks": (1, 3),
         "isolate_leader+disks": (4,), "one_way+disks": (1, 4), "swizzle_clog+disks": (3,),
         "lossy_network+disks": (1, 2, 3, 4), "swarm+disks": (1, 2), "rate_limited+disks": (2,),
+        "crash_in_commit": (1,),
     }),
     (NOT_COMMITTED, {Anomaly.UNDER_REPLICATED}, {
         "cluster_restart+disks": (3, 4), "rate_limited+disks": (4,),
