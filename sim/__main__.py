@@ -1,6 +1,8 @@
 """`python -m sim`: run the deterministic simulator.
 
-    python -m sim                          the scenario matrix, seeds 1..13 of each, as a table
+    python -m sim                          the scenario matrix, seeds 1..13 of each, in memory
+                                           and with disks, as a table
+    python -m sim --seed 7 --disks         one run with disks (sim/disk.py)
     python -m sim --seed 7                 one run (scenario swarm), replayed exactly
     python -m sim --seed 7 --scenario pause --trace     ... printing every event
     python -m sim --seeds 1..500 --jobs 2  a soak: many seeds of one scenario (swarm)
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .canaries import CANARIES, node_class
 from .checkers import FailureKind
@@ -72,6 +75,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--late", choices=("yes", "no"), help="tasks due after the heal and a repair period"
     )
+    memory = p.add_mutually_exclusive_group()
+    memory.add_argument(
+        "--disks", action="store_true", help="nodes keep their state on disks (matrix: only so)"
+    )
+    memory.add_argument(
+        "--in-memory", action="store_true", help="nodes keep nothing (the default, but for "
+        "the matrix, which runs both)",
+    )  # fmt: skip
     p.add_argument(
         "--seeds-per-scenario", type=_positive, default=DEFAULT_SEEDS_PER_SCENARIO, metavar="K"
     )
@@ -101,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=args.limits,
         id_reuse=None if args.id_reuse is None else args.id_reuse == "yes",
         late=None if args.late is None else args.late == "yes",
+        disks=args.disks,
     )
     if args.seed is not None:
         job = Job(
@@ -114,12 +126,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         scenarios = [args.scenario] if args.scenario else list(SCENARIOS)
         seeds = range(1, args.seeds_per_scenario + 1)
+        both = not args.disks and not args.in_memory
+        shapes = [shape, replace(shape, disks=True)] if both else [shape]
         jobs = [
-            Job(seed=s, scenario=name, shape=shape, canary=args.canary)
+            Job(seed=s, scenario=name, shape=variant, canary=args.canary)
+            for variant in shapes
             for name in scenarios
             for s in seeds
         ]
-        print(f"SEEDS=1..{seeds.stop - 1} for each of {len(scenarios)} scenarios", flush=True)
+        variants = " in memory and with disks" if both else ""
+        print(
+            f"SEEDS=1..{seeds.stop - 1} for each of {len(scenarios)} scenarios{variants}",
+            flush=True,
+        )
     return _many(jobs, args.jobs)
 
 

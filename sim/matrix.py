@@ -23,6 +23,11 @@ class Job:
     shape: Shape
     canary: str | None = None
 
+    @property
+    def variant(self) -> str:
+        """The scenario, and "+disks" when its nodes have disks (a row of the table)."""
+        return f"{self.scenario}+disks" if self.shape.disks else self.scenario
+
     def command(self) -> str:
         """The command that replays this run."""
         parts = ["python -m sim", f"--seed {self.seed}", f"--scenario {self.scenario}"]
@@ -149,7 +154,8 @@ def rows_of(jobs: Sequence[Job], results: Sequence[RunResult]) -> list[Row]:
     rows: dict[str, Row] = {}
     total = Row(scenario="all")
     for job, result in zip(jobs, results, strict=True):
-        rows.setdefault(job.scenario, Row(scenario=job.scenario)).add(result)
+        name = job.variant
+        rows.setdefault(name, Row(scenario=name)).add(result)
         total.add(result)
     return [*rows.values(), total]
 

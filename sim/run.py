@@ -120,6 +120,7 @@ def build(
             receivers=config.receivers,
             start_ms=config.start_ms,
             wire_codec=config.wire_codec,
+            disks=config.disks,
         ),
         checker,
         trace,
@@ -226,6 +227,9 @@ class CopiesCheck:
             return
         self.done = True
         copies = pending_copies(world, live)
+        if world.config.disks:
+            for task_id in finishing(world, live):
+                copies.pop(task_id, None)
         short = copies_problems(live, copies, config.replicas, fewer_only=True)
         if short:
             world.checker.under_replicated(
@@ -242,6 +246,19 @@ def named_holders(world: World, task_id: str) -> list[str]:
         if sim_node.node is not None:
             named.update(observe.holders_of(sim_node.node, task_id))
     return sorted(named)
+
+
+def finishing(world: World, live: list[str]) -> set[str]:
+    """Tasks some live node has finished (delivered, cancelled, given up): with disks, the
+    messages that tell the other copies wait for the commit of the finish (1 to 20 ms), so
+    those copies are owed no more. (Not applied in memory: there it would clear 11 runs of
+    the CI matrix marked for issue 10, which is repair's to judge.)"""
+    done: set[str] = set()
+    for node_id in live:
+        node = world.nodes[node_id].node
+        assert node is not None
+        done |= observe.known_task_ids(node) - observe.pending_task_ids(node)
+    return done
 
 
 def pending_copies(world: World, live: list[str]) -> dict[str, list[str]]:

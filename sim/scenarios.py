@@ -30,6 +30,12 @@ class FaultKind(enum.Enum):
     RANDOM_HALVES = "random_halves"
     ISOLATE_LEADER = "isolate_leader"
     ONE_WAY = "one_way"
+    # Restarts (issue 11): each runs in memory and with disks (`--disks`).
+    CLUSTER_RESTART = "cluster_restart"
+    ROLLING_RESTART = "rolling_restart"
+    CRASH_IN_COMMIT = "crash_in_commit"
+    DISK_LOST = "disk_lost"
+    FOUNDER_RESTART = "founder_restart"
 
     @property
     def partition(self) -> PartitionKind | None:
@@ -58,6 +64,41 @@ class Scenario:
     """Every queue has a finite retry policy (sim/retry_limits.py), receivers fail often, no
     queue is rate-limited or capped."""
 
+
+SWARM_FAULTS = tuple(FaultKind)[: list(FaultKind).index(FaultKind.ONE_WAY) + 1]
+"""The faults a swarm run draws from: the restarts came later, and drawing from more kinds would
+change what every swarm seed found before."""
+
+RESTART_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="cluster_restart",
+        description="every node crashes at once and starts again with its first command",
+        faults=(FaultKind.CLUSTER_RESTART,),
+    ),
+    Scenario(
+        name="rolling_restart",
+        description="each node in turn crashes and restarts, a few seconds apart",
+        faults=(FaultKind.ROLLING_RESTART,),
+    ),
+    Scenario(
+        name="crash_in_commit",
+        description="with disks, a node crashes during a commit (lost) or right after it, "
+        "before the answers and messages it held (kept); in memory, a crash",
+        faults=(FaultKind.CRASH_IN_COMMIT,),
+    ),
+    Scenario(
+        name="disk_lost",
+        description="a node's disk is lost: it restarts empty under the same address",
+        faults=(FaultKind.DISK_LOST,),
+    ),
+    Scenario(
+        name="founder_restart",
+        description="the founder crashes and restarts with its first command (founding)",
+        faults=(FaultKind.FOUNDER_RESTART,),
+    ),
+)
+
+RESTART_SCENARIO_NAMES = frozenset(s.name for s in RESTART_SCENARIOS)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -120,6 +161,7 @@ SCENARIOS: dict[str, Scenario] = {
             "exactly when the policy says",
             retry_limits=True,
         ),
+        *RESTART_SCENARIOS,
     )
 }
 
@@ -138,6 +180,8 @@ class Shape:
     late: bool | None = None
     """Whether the run has late tasks (sim/workload.py); None: yes. `False` replays runs
     found before they existed, event for event."""
+    disks: bool = False
+    """Every node keeps its state on a simulated disk (sim/disk.py); else in memory."""
 
     def flags(self) -> str:
         """These settings as command-line flags (for the reproduce command)."""
@@ -152,6 +196,8 @@ class Shape:
             parts.append(f"--id-reuse {'yes' if self.id_reuse else 'no'}")
         if self.late is not None:
             parts.append(f"--late {'yes' if self.late else 'no'}")
+        if self.disks:
+            parts.append("--disks")
         return " ".join(parts)
 
 
@@ -182,6 +228,8 @@ class RunConfig:
     """Tasks due well after the heal, on top of `tasks` (sim/workload.py)."""
     retry_limits: bool = False
     """The queues have finite retry policies (sim/retry_limits.py)."""
+    disks: bool = False
+    """Nodes keep their state on simulated disks and restart from them."""
 
     @property
     def liveness_ms_max(self) -> int:
@@ -205,6 +253,7 @@ class RunConfig:
             f"skew_ms=±{skew_ms} drift_ppm=±{drift_ppm} receivers={self.receivers.describe()} "
             f"replica_delay_ms={self.replica_delay_ms} deadline_ms={self.delivery_deadline_ms} "
             f"codec={'yes' if self.wire_codec else 'no'} {self.limits.describe()}"
+            f"{' disks=yes' if self.disks else ''}"
         )
 
 
@@ -228,7 +277,7 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
     faults = scenario.faults
     lossy, skewed, flaky = scenario.lossy_network, scenario.clock_skew, scenario.flaky_receivers
     if scenario.swarm:
-        every = list(FaultKind)
+        every = list(SWARM_FAULTS)
         faults = tuple(sorted(rng.sample(every, rng.randint(1, 5)), key=every.index))
         lossy, skewed, flaky = (rng.random() < 0.5 for _ in range(3))
     fault_interval_ms = rng.randint(3_000, 20_000)
@@ -282,6 +331,7 @@ def draw_config(seed: int, scenario_name: str, shape: Shape) -> RunConfig:
         seed=seed,
         late_tasks=0 if shape.late is False else task_count // LATE_TASKS_PER,
         retry_limits=scenario.retry_limits,
+        disks=shape.disks,
         wire_codec=wire_codec,
         scenario=scenario_name,
         nodes=node_count,

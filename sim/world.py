@@ -18,11 +18,12 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeAlias, assert_never
+from typing import Protocol, TypeAlias, assert_never
 from urllib.parse import parse_qsl
 
 from miyamoto.logic import codec
 from miyamoto.logic.actions import Action, SendApiResponse, SendPeerMessage, StartDelivery
+from miyamoto.logic.core import MembershipLayer
 from miyamoto.logic.events import (
     ApiRequestReceived,
     DeliveryFailed,
@@ -33,6 +34,7 @@ from miyamoto.logic.events import (
     TimerExpired,
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
+from miyamoto.logic.membership import Membership
 from miyamoto.logic.messages import Envelope, Heartbeat
 from miyamoto.logic.node import Node, NodeConfig
 
@@ -41,15 +43,29 @@ from .agenda import Agenda
 from .checkers import Checker, ClusterView
 from .clocks import NodeClock
 from .copies import CopyLedger, scheduled_answer
+from .disk import DiskGate, SimDisk
+from .disk_checks import DiskChecks
 from .history import MESSAGE_FAULTS_EXPLAINING, DeliveryRecord, FaultWindow, Order
 from .network import LinkConditions, Network, Packet
 from .partitions import Partition
 from .receivers import HEALTHY, ReceiverMix, decide
 from .trace import Trace, TracedRandom
 
-NodeFactory: TypeAlias = Callable[[NodeConfig, random.Random, int], Node]
-"""How to build a node from its config, rng and clock reading (`Node` itself, or a node with a
-fixed membership, or a deliberately broken variant from sim/canaries.py)."""
+
+class NodeFactory(Protocol):
+    """How to build a node from its config, rng and clock reading (`Node` itself, or a node with
+    a fixed membership, or a deliberately broken variant from sim/canaries.py); `membership`: the
+    one restored from a disk."""
+
+    def __call__(
+        self,
+        config: NodeConfig,
+        rng: random.Random,
+        now_ms: int = 0,
+        *,
+        membership: MembershipLayer | None = None,
+    ) -> Node: ...
+
 
 WORKLOAD_KEY_PARAM = "w"
 """The param every workload task carries: which workload task a delivery is, whatever its id."""
@@ -99,6 +115,15 @@ class SimNode:
     busy_steps: int = 0
     members_known: int = -1
     """The length of the member list its node knew after its last step (-1: not read yet)."""
+    disk: SimDisk | None = None
+    """With disks: what survives its crashes (sim/disk.py)."""
+    gate: DiskGate[HeldTurn] | None = None
+    """With disks: the running process's commit gate (lost with the process)."""
+    commit_end_held: bool = False
+    """Its commit ended while it was paused: its turns go out when it resumes."""
+    crash_in_commit: str | None = None
+    """A crash armed for its next commit: "during" it (lost) or "after" it, before the turns
+    it held go out (kept, and those answers and messages lost)."""
 
     @property
     def process(self) -> tuple[str, int]:
@@ -145,6 +170,24 @@ class NodeInput:
     event: Event
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldTurn:
+    """A turn waiting for its commit: its actions, when it was taken, and the member list
+    length its node knew after it (its deliveries were admitted under that share)."""
+
+    actions: list[Action]
+    time_ms: int
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitEnd:
+    """A commit of one incarnation of a node reaches its disk."""
+
+    node: SimNode
+    incarnation: int
+
+
 @dataclass(frozen=True, slots=True)
 class ClientArrival:
     request: ClientRequest
@@ -170,7 +213,9 @@ class Call:
     action: Callable[[], None]
 
 
-Due: TypeAlias = NodeTimer | NodeInput | ClientArrival | ClientReply | PeerArrival | Call
+Due: TypeAlias = (
+    NodeTimer | NodeInput | ClientArrival | ClientReply | PeerArrival | Call | CommitEnd
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +231,9 @@ class WorldConfig:
     start_ms: int = 1_700_000_000_000
     wire_codec: bool = True
     """Send peer messages as bytes through `codec.encode` / `codec.decode`, as a real node does."""
+    disks: bool = False
+    """Each node has a disk (sim/disk.py) and restarts from it, as `--data-dir` does; without,
+    a restarted node starts empty, as `--in-memory` does."""
 
     def __post_init__(self) -> None:
         assert len(self.node_ids) == len(self.clocks) >= 1
@@ -212,9 +260,12 @@ class World:
         self._client_requests_open: dict[tuple[str, int], ClientRequest] = {}
         """Requests a node got and has not answered yet, by (node, request id)."""
         self.nodes: dict[str, SimNode] = {}
+        self.disk_checks = DiskChecks(checker)
         founder = config.node_ids[0]
         for node_id, clock in zip(config.node_ids, config.clocks, strict=True):
-            sim_node = SimNode(id=node_id, clock=clock, node=None)
+            sim_node = SimNode(
+                id=node_id, clock=clock, node=None, disk=SimDisk() if config.disks else None
+            )
             self.nodes[node_id] = sim_node
             self._boot(sim_node, seed_id=founder)  # the first founds the cluster, others join
         self.partition: Partition | None = None
@@ -273,6 +324,12 @@ class World:
             case Call(label=label, action=action):
                 self.trace.event(f"{now} {label}")
                 action()
+            case CommitEnd(node=sim_node, incarnation=incarnation):
+                if incarnation == sim_node.incarnation:
+                    if sim_node.state is NodeState.PAUSED:
+                        sim_node.commit_end_held = True
+                    else:
+                        self._commit_ended(sim_node)
             case _:
                 assert_never(due)
         return True
@@ -322,11 +379,51 @@ class World:
     def _boot(self, sim_node: SimNode, seed_id: str) -> None:
         config = replace(self.config.node_config, node_id=sim_node.id, seed_id=seed_id)
         rng = TracedRandom(f"{self.config.seed}:{sim_node.id}:{sim_node.incarnation}", self.trace)
-        sim_node.node = self.node_factory(config, rng, sim_node.clock.local_ms(self.now_ms))
+        local_ms = sim_node.clock.local_ms(self.now_ms)
+        if sim_node.disk is None:
+            sim_node.node = self.node_factory(config, rng, local_ms)
+        else:
+            sim_node.node = self._boot_from_disk(sim_node, sim_node.disk, config, rng, local_ms)
         sim_node.state = NodeState.UP
         sim_node.members_known = -1
         self._note_members(sim_node, sim_node.node)
         self._arm(sim_node)
+
+    def _boot_from_disk(
+        self, sim_node: SimNode, disk: SimDisk, config: NodeConfig, rng: random.Random,
+        local_ms: int,
+    ) -> Node:  # fmt: skip
+        """What miyamoto/io/node.py does with a data directory: the membership and the copies
+        read back, the start's own state committed before the node says anything."""
+        saved = disk.hard_state
+        membership = None
+        if saved is not None:
+            membership = Membership.restored(
+                saved, seed_id=config.seed_id or config.node_id, config=config.timing, rng=rng,
+                now_ms=local_ms,
+            )
+        node = self.node_factory(config, rng, local_ms, membership=membership)
+        restored = node.membership
+        assert isinstance(restored, Membership), "a node with a disk needs a real membership"
+        node.restore(disk.load_tasks(), disk.paused_queues(), local_ms)
+        node.keep_changes()
+        committed = restored.hard_state()
+        if committed != saved:
+            disk.hard_state = committed
+        self.trace.event(
+            f"{self.now_ms} boot {sim_node.id} from disk: {len(disk.tasks)} copies, "
+            f"{'a member' if saved is not None else 'empty'}"
+        )
+        sim_node.gate = DiskGate(
+            disk,
+            hard_state=restored.hard_state,
+            take_changes=node.take_changes,
+            find_task=node.tasks.get,
+            rng=TracedRandom(
+                f"{self.config.seed}:{sim_node.id}:{sim_node.incarnation}:disk", self.trace
+            ),
+        )
+        return node
 
     def _deliver(self, sim_node: SimNode, event: Event) -> None:
         """Give `event` to the node now, or keep it until it resumes if it is paused."""
@@ -351,6 +448,14 @@ class World:
             node.check_invariants()  # a broken invariant is a crash, with this step's event
         except Exception as error:
             raise NodeCrashed(sim_node.id, now, event, error) from error
+        gate = sim_node.gate
+        if gate is not None:
+            turn = HeldTurn(actions=actions, time_ms=now, members=observe.member_count(node))
+            held = not gate.after_turn(turn)  # until what it (or a turn before) changed is on disk
+            self._start_commit(sim_node, gate)
+            if held:
+                self._arm(sim_node)
+                return
         # Before its actions are carried out: the deliveries it starts count against the
         # share of the member list it knows after the step (the one it admitted them under).
         self._note_members(sim_node, node)
@@ -358,25 +463,70 @@ class World:
             self._carry_out(sim_node, action, (step, index))
         self._arm(sim_node)
 
+    def _start_commit(self, sim_node: SimNode, gate: DiskGate[HeldTurn]) -> None:
+        duration_ms = gate.start_commit()
+        if duration_ms is None:
+            return
+        self.agenda.after(duration_ms, CommitEnd(sim_node, sim_node.incarnation))
+        if sim_node.crash_in_commit == "during":
+            sim_node.crash_in_commit = None
+            at_ms = self.rng.randint(0, duration_ms - 1)
+            incarnation = sim_node.incarnation
+            self.later(at_ms, f"crash {sim_node.id} during a commit", lambda: (
+                self.crash(sim_node.id)
+                if sim_node.incarnation == incarnation and sim_node.state is NodeState.UP
+                else None
+            ))  # fmt: skip
+
+    def _commit_ended(self, sim_node: SimNode) -> None:
+        """The commit is on disk: the turns it held go out (one step of the node's order), and
+        the next commit starts if turns wait for one."""
+        gate = sim_node.gate
+        assert gate is not None and sim_node.state is NodeState.UP
+        released = gate.commit_ended()
+        self.trace.event(f"{self.now_ms} commit {sim_node.id} ({len(released)} turns)")
+        if sim_node.crash_in_commit == "after":
+            sim_node.crash_in_commit = None
+            self.trace.event(f"{self.now_ms} crash {sim_node.id} after a commit, before its turns")
+            self.crash(sim_node.id)
+            return
+        self._steps += 1
+        index = 0
+        for turn in released:
+            # The checkers see the turn as if it happened now, but with the share it was taken
+            # under, and its deliveries started when they were admitted (a start moved later
+            # would squeeze a rate-limited queue's spans).
+            self._note_members_count(sim_node, turn.members)
+            for action in turn.actions:
+                self._carry_out(sim_node, action, (self._steps, index), decided_ms=turn.time_ms)
+                index += 1
+        self._start_commit(sim_node, gate)
+
     def _note_members(self, sim_node: SimNode, node: Node) -> None:
-        members = observe.member_count(node)
+        self._note_members_count(sim_node, observe.member_count(node))
+
+    def _note_members_count(self, sim_node: SimNode, members: int) -> None:
         if members != sim_node.members_known:
             sim_node.members_known = members
             self.checker.members_known(sim_node.process, members, self.agenda.now_ms)
 
-    def _carry_out(self, sim_node: SimNode, action: Action, order: Order) -> None:
+    def _carry_out(
+        self, sim_node: SimNode, action: Action, order: Order, decided_ms: int | None = None
+    ) -> None:
+        """`decided_ms`: when the node took the turn, if it was held for a commit."""
         match action:
             case SendApiResponse(request_id=request_id, response=response):
                 request = self._client_requests_open.pop((sim_node.id, request_id))
                 self._check_replicas(sim_node, request, response)
                 self.agenda.after(self._client_latency_ms(), ClientReply(request, response, order))
             case StartDelivery():
-                self._start_delivery(sim_node, action, order)
+                self._start_delivery(sim_node, action, order, decided_ms)
             case SendPeerMessage(to=to, envelope=envelope):
                 if to not in self.nodes:
                     self.trace.event(f"{self.agenda.now_ms} peer {sim_node.id}>{to} unknown node")
                     return
                 self._check_stamp(sim_node, envelope)
+                self.disk_checks.sent(sim_node.process, to, envelope, self.agenda.now_ms)
                 wire: Wire = envelope
                 if self.config.wire_codec:
                     try:
@@ -388,7 +538,9 @@ class World:
             case _:
                 assert_never(action)
 
-    def _start_delivery(self, sim_node: SimNode, action: StartDelivery, order: Order) -> None:
+    def _start_delivery(
+        self, sim_node: SimNode, action: StartDelivery, order: Order, decided_ms: int | None
+    ) -> None:
         now = self.agenda.now_ms
         request = action.request
         outcome = decide(self.rng, self.receivers, action.timeout_ms)
@@ -402,7 +554,8 @@ class World:
         due_ms = observe.copy_due_ms(sim_node.node, queue, task_id)
         self.checker.delivery_started(
             DeliveryRecord(
-                node=sim_node.id, time_ms=now, order=order, task_id=task_id, key=key,
+                node=sim_node.id, time_ms=now if decided_ms is None else decided_ms,
+                order=order, task_id=task_id, key=key,
                 processed_status=outcome.processed_status, queue=queue,
                 incarnation=sim_node.incarnation, delivery_id=action.delivery_id,
                 copy_due_ms=None if due_ms is None else sim_node.clock.true_ms_at(due_ms),
@@ -506,11 +659,15 @@ class World:
     # -- faults ----------------------------------------------------------------------------------
 
     def crash(self, node_id: str, *, permanent: bool = False) -> None:
-        """The node dies with its memory; `permanent` means it never comes back."""
+        """The node dies with its memory; `permanent` means it never comes back. With a disk,
+        what its commits wrote survives; its commit in flight and the turns held for it do not."""
         sim_node = self.nodes[node_id]
         assert sim_node.state in (NodeState.UP, NodeState.PAUSED), sim_node.state
         assert sim_node.node is not None
-        if not self.keeps_quorum_without(node_id):
+        # With a disk the node comes back as the same member with its copies: nothing is lost
+        # for good, and `lost_all_holders` may not excuse a loss (only a lost disk may).
+        forgets = sim_node.disk is None or permanent
+        if forgets and not self.keeps_quorum_without(node_id):
             self.checker.quorum_lost(self.now_ms, f"{node_id} crashed")
         lost = observe.pending_task_ids(sim_node.node)
         known = observe.known_task_ids(sim_node.node)
@@ -518,6 +675,8 @@ class World:
         self.copies.process_ended(node_id, sim_node.node)
         self.checker.process_ended(sim_node.process, self.now_ms)
         sim_node.node = None
+        sim_node.gate = None
+        sim_node.commit_end_held = False
         sim_node.state = NodeState.DEAD if permanent else NodeState.DOWN
         sim_node.incarnation += 1
         sim_node.held.clear()
@@ -531,14 +690,36 @@ class World:
         kind = "permanent crash" if permanent else "crash"
         sim_node.fault = self.checker.faults.open(kind, [node_id], self.now_ms)
         self.trace.event(f"{self.now_ms} {kind} {node_id}")
+        if forgets:
+            self._forgotten(lost, known)
+
+    def _forgotten(self, lost: set[str], known: set[str]) -> None:
+        """Tell the checker which of these tasks no running node (nor a disk a node will come
+        back from) holds pending (`lost`) or remembers at all (`known`) any more."""
         still_held: set[str] = set()
         still_known: set[str] = set()
         for other in self.nodes.values():
             if other.node is not None:
                 still_held |= observe.pending_task_ids(other.node)
                 still_known |= observe.known_task_ids(other.node)
+            elif other.disk is not None and other.state is NodeState.DOWN:
+                # What a disk holds comes back (pending or finished: kept apart by nobody).
+                still_held |= other.disk.task_ids()
+                still_known |= other.disk.task_ids()
         self.checker.holders_lost(sorted(lost - still_held), self.now_ms)
         self.checker.memory_lost(sorted(known - still_known), self.now_ms)
+
+    def lose_disk(self, node_id: str) -> None:
+        """A crashed node's disk is lost: it restarts empty under the same address (a new
+        member), as a replaced machine does. Only this fault may lose tasks for good."""
+        sim_node = self.nodes[node_id]
+        assert sim_node.state is NodeState.DOWN and sim_node.disk is not None, sim_node.state
+        had = sim_node.disk.task_ids()
+        sim_node.disk.wipe()
+        self.trace.event(f"{self.now_ms} disk lost {node_id}")
+        if not self.keeps_quorum_without(None):
+            self.checker.quorum_lost(self.now_ms, f"{node_id} lost its disk")
+        self._forgotten(had, had)
 
     def keeps_quorum_without(self, node_id: str | None) -> bool:
         """Whether a majority of the newest acknowledged member list would still be running
@@ -554,6 +735,10 @@ class World:
             return False
         _, members = max(lists)
         alive = {(node_id, observe.incarnation(node)) for node_id, node in running.items()}
+        for sim_node in self.nodes.values():
+            saved = None if sim_node.disk is None else sim_node.disk.hard_state
+            if sim_node.state is NodeState.DOWN and saved is not None and sim_node.id != node_id:
+                alive.add((sim_node.id, saved.incarnation))  # it comes back as that member
         if len(set(members) & alive) <= len(members) // 2:
             return False
         # A node elects with its newest list, acknowledged or not: a leader shrinking the list
@@ -563,9 +748,10 @@ class World:
         return any(len(ids & alive) > len(ids) // 2 for ids in latest)
 
     def restart(self, node_id: str, seed_id: str | None = None) -> None:
-        """A crashed node starts again, empty, and joins through `seed_id` (by default a
-        running member, as an operator would pick after a look at `GET /cluster`; a running
-        node that is no member only when none is left, itself when no other node is)."""
+        """A crashed node starts again, empty (or from its disk), and joins through `seed_id`
+        (by default a running member, as an operator would pick after a look at `GET /cluster`;
+        a running node that is no member only when none is left, itself when no other node is;
+        a node restored from its disk rejoins through the members it remembers as well)."""
         sim_node = self.nodes[node_id]
         assert sim_node.state is NodeState.DOWN, sim_node.state
         assert sim_node.fault is not None
@@ -622,6 +808,11 @@ class World:
         sim_node.fault = None
         sim_node.state = NodeState.UP
         self.trace.event(f"{self.now_ms} resume {node_id} ({len(sim_node.held)} waiting)")
+        if sim_node.commit_end_held:
+            sim_node.commit_end_held = False
+            self._commit_ended(sim_node)
+            if sim_node.state is not NodeState.UP:
+                return  # it crashed right after that commit
         held, sim_node.held = sim_node.held, []
         for event in held:
             self._feed(sim_node, event)
