@@ -1,0 +1,166 @@
+"""Delivery slots: how many deliveries a node has under way, in all and per destination, and the
+due tasks waiting for a slot of their destination.
+
+A destination is a webhook's (host, port). With `slots` the node's deliveries in flight at most
+(`deliveries_in_flight_max`), `cap` the most one destination may have
+(`connections_per_destination_max`), and `active` the destinations with a delivery in flight or
+a task waiting for one of their slots, the destination asked about included:
+
+    share(D) = min(cap, slots)                                    when D is the only active one
+    share(D) = min(cap, max(floor, slots // (active + 1)))        otherwise, floor = min(4, cap)
+
+A delivery to D may start while the node has fewer than `slots` in flight and D fewer than
+share(D). Alone, a destination may use all it is allowed (work-conserving). Beside others, it
+gets its fair share, counted as if one more destination were active: deliveries in flight are
+never taken back, so that keeps about slots // (active + 1) free for a destination whose work
+comes next (a fast receiver beside slow ones that hold their slots until they time out). The
+floor lets every destination have a few when there are more than slots // floor of them; the
+node's total is then what holds them back.
+
+A due task whose destination is at its share waits here, in a line per (destination, queue),
+first in first out; it is not an attempt, costs no retry and is not sent to the shell. One line
+per queue: a queue that holds its tasks back (paused, at its rate or concurrency) holds back
+only its own. Lines are cleaned lazily: an entry whose task is no longer waiting and due is
+dropped when it reaches the head (as the queues' own lines and the timer heap are).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Iterator
+
+from .task import Task
+
+Destination = tuple[str, int]
+"""(host, port) of a webhook URL."""
+
+FLOOR_SLOTS = 4
+"""Deliveries a destination may have in flight however many are active (at most its cap)."""
+
+
+class DeliverySlots:
+    def __init__(self, *, slots: int, per_destination_max: int) -> None:
+        assert slots >= 1 and per_destination_max >= 1, (slots, per_destination_max)
+        self.slots = slots
+        self.per_destination_max = per_destination_max
+        self.floor = min(FLOOR_SLOTS, per_destination_max)
+        self.in_flight: dict[Destination, int] = {}
+        """Deliveries in flight by destination (destinations with any)."""
+        self._destination_of: dict[int, Destination] = {}
+        """delivery id -> its destination, until its outcome is in."""
+        self.lines: dict[Destination, dict[str, deque[Task]]] = {}
+        """destination -> queue -> tasks waiting for a slot (no empty line is kept)."""
+        self._lined: set[int] = set()
+        """id() of every task in a line: a task is in at most one (its destination and queue
+        are fixed), however often it comes due while there."""
+        self._active: set[Destination] = set()
+        """Destinations with a delivery in flight or a line: `in_flight` | `lines`."""
+
+    @property
+    def in_flight_total(self) -> int:
+        return len(self._destination_of)
+
+    @property
+    def free(self) -> int:
+        """Deliveries the node may still start (whatever their destination)."""
+        return self.slots - len(self._destination_of)
+
+    @property
+    def waiting_count(self) -> int:
+        """Line entries (stale ones included until they reach a head)."""
+        return len(self._lined)
+
+    def share(self, destination: Destination) -> int:
+        """The most deliveries `destination` may have in flight now (the rule above)."""
+        active = len(self._active) + (destination not in self._active)
+        if active == 1:
+            return min(self.per_destination_max, self.slots)
+        fair = max(self.floor, self.slots // (active + 1))
+        return min(self.per_destination_max, fair)
+
+    def at_share(self, destination: Destination) -> bool:
+        """Whether `destination` has as many in flight as its share allows (or more: shares
+        shrink when destinations come, and nothing in flight is taken back)."""
+        return self.in_flight.get(destination, 0) >= self.share(destination)
+
+    def may_start(self, destination: Destination) -> bool:
+        return self.free > 0 and not self.at_share(destination)
+
+    def started(self, delivery_id: int, destination: Destination) -> None:
+        assert self.may_start(destination), (destination, self.in_flight.get(destination))
+        assert delivery_id not in self._destination_of, delivery_id
+        self._destination_of[delivery_id] = destination
+        self.in_flight[destination] = self.in_flight.get(destination, 0) + 1
+        self._active.add(destination)
+
+    def ended(self, delivery_id: int) -> None:
+        """The outcome of `delivery_id` is in (a delivery not in flight is ignored)."""
+        destination = self._destination_of.pop(delivery_id, None)
+        if destination is None:
+            return
+        count = self.in_flight[destination] - 1
+        if count:
+            self.in_flight[destination] = count
+        else:
+            del self.in_flight[destination]
+            if destination not in self.lines:
+                self._active.discard(destination)
+
+    def wait(self, task: Task, destination: Destination) -> None:
+        """`task` waits for a slot of `destination`, behind those of its queue there."""
+        if id(task) in self._lined:
+            return  # still in its line from an earlier time it came due
+        self._lined.add(id(task))
+        by_queue = self.lines.get(destination)
+        if by_queue is None:
+            by_queue = self.lines[destination] = {}
+            self._active.add(destination)
+        line = by_queue.get(task.queue)
+        if line is None:
+            line = by_queue[task.queue] = deque()
+        line.append(task)
+
+    def has_line(self, destination: Destination, queue: str) -> bool:
+        by_queue = self.lines.get(destination)
+        return by_queue is not None and queue in by_queue
+
+    def head(self, destination: Destination, queue: str) -> Task:
+        return self.lines[destination][queue][0]
+
+    def pop_head(self, destination: Destination, queue: str) -> None:
+        """Takes the head of the (destination, queue) line out (dropping emptied lines)."""
+        by_queue = self.lines[destination]
+        line = by_queue[queue]
+        self._lined.discard(id(line.popleft()))
+        if line:
+            return
+        del by_queue[queue]
+        if by_queue:
+            return
+        del self.lines[destination]
+        if destination not in self.in_flight:
+            self._active.discard(destination)
+
+    def waiting(self) -> Iterator[Task]:
+        """Every task in a line (stale entries included)."""
+        for by_queue in self.lines.values():
+            for line in by_queue.values():
+                yield from line
+
+    def check_invariants(self, delivery_ids: Collection[int]) -> None:
+        """`delivery_ids`: the deliveries the node has in flight. Walks the destinations in
+        flight and the lines (not the tasks in them)."""
+        assert len(self._destination_of) <= self.slots, len(self._destination_of)
+        assert len(delivery_ids) == len(self._destination_of), "a delivery with no slot"
+        assert all(d in self._destination_of for d in delivery_ids), "a delivery with no slot"
+        assert sum(self.in_flight.values()) == len(self._destination_of), self.in_flight
+        for destination, count in self.in_flight.items():
+            assert 1 <= count <= self.per_destination_max, (destination, count)
+        entries = 0
+        for destination, by_queue in self.lines.items():
+            assert by_queue, destination
+            for queue, line in by_queue.items():
+                assert line, (destination, queue)
+                entries += len(line)
+        assert entries == len(self._lined), (entries, len(self._lined))
+        assert len(self._active) == len(self.in_flight.keys() | self.lines.keys()), "active"
