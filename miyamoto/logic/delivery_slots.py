@@ -1,27 +1,29 @@
 """Delivery slots: how many deliveries a node has under way, in all and per destination, and the
-due tasks waiting for a slot of their destination.
+due tasks waiting for a slot.
 
 A destination is a webhook's (host, port). With `slots` the node's deliveries in flight at most
 (`deliveries_in_flight_max`), `cap` the most one destination may have
 (`connections_per_destination_max`), and `active` the destinations with a delivery in flight or
-a task waiting for one of their slots, the destination asked about included:
+a task waiting in a line here, the destination asked about included:
 
-    share(D) = min(cap, slots)                                    when D is the only active one
-    share(D) = min(cap, max(floor, slots // (active + 1)))        otherwise, floor = min(4, cap)
+    share(D) = min(cap, max(floor, slots // active))      floor = min(4, cap, slots)
 
 A delivery to D may start while the node has fewer than `slots` in flight and D fewer than
-share(D). Alone, a destination may use all it is allowed (work-conserving). Beside others, it
-gets its fair share, counted as if one more destination were active: deliveries in flight are
-never taken back, so that keeps about slots // (active + 1) free for a destination whose work
-comes next (a fast receiver beside slow ones that hold their slots until they time out). The
-floor lets every destination have a few when there are more than slots // floor of them; the
-node's total is then what holds them back.
+share(D). Alone, a destination may use all it is allowed (work-conserving up to its cap); beside
+others, its fair share. The floor lets every destination have a few when there are more than
+slots // floor of them; the node's total is then what holds them back. Deliveries in flight are
+never taken back: when destinations come, those over their new share start nothing more, and
+each slot that frees goes to a destination below its share (lines are served in the order they
+were made, and a destination at its share is passed over).
 
-A due task whose destination is at its share waits here, in a line per (destination, queue),
-first in first out; it is not an attempt, costs no retry and is not sent to the shell. One line
-per queue: a queue that holds its tasks back (paused, at its rate or concurrency) holds back
-only its own. Lines are cleaned lazily: an entry whose task is no longer waiting and due is
-dropped when it reaches the head (as the queues' own lines and the timer heap are).
+A due task that may not start because of its destination or a full node waits here, in a line
+per (destination, queue), first in first out; it is not an attempt, costs no retry and is not
+sent to the shell. It counts its destination as active, so a destination with work waiting gets
+its share of the slots that free. One line per queue: a queue that holds its tasks back (paused,
+at its rate or concurrency) holds back only its own. At most `slots` destinations have lines (so
+a pass over them is bounded); past that, due tasks wait in their queue's line. Lines are cleaned
+lazily: an entry whose task is no longer waiting and due is dropped when it reaches the head (as
+the queues' own lines and the timer heap are).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class DeliverySlots:
         assert slots >= 1 and per_destination_max >= 1, (slots, per_destination_max)
         self.slots = slots
         self.per_destination_max = per_destination_max
-        self.floor = min(FLOOR_SLOTS, per_destination_max)
+        self.floor = min(FLOOR_SLOTS, per_destination_max, slots)
         self.in_flight: dict[Destination, int] = {}
         """Deliveries in flight by destination (destinations with any)."""
         self._destination_of: dict[int, Destination] = {}
@@ -73,10 +75,7 @@ class DeliverySlots:
     def share(self, destination: Destination) -> int:
         """The most deliveries `destination` may have in flight now (the rule above)."""
         active = len(self._active) + (destination not in self._active)
-        if active == 1:
-            return min(self.per_destination_max, self.slots)
-        fair = max(self.floor, self.slots // (active + 1))
-        return min(self.per_destination_max, fair)
+        return min(self.per_destination_max, max(self.floor, self.slots // active))
 
     def at_share(self, destination: Destination) -> bool:
         """Whether `destination` has as many in flight as its share allows (or more: shares
@@ -106,8 +105,14 @@ class DeliverySlots:
             if destination not in self.lines:
                 self._active.discard(destination)
 
+    def may_wait(self, destination: Destination) -> bool:
+        """Whether a task for `destination` may wait in a line here (at most `slots`
+        destinations have lines)."""
+        return destination in self.lines or len(self.lines) < self.slots
+
     def wait(self, task: Task, destination: Destination) -> None:
         """`task` waits for a slot of `destination`, behind those of its queue there."""
+        assert self.may_wait(destination), destination
         if id(task) in self._lined:
             return  # still in its line from an earlier time it came due
         self._lined.add(id(task))
@@ -156,6 +161,7 @@ class DeliverySlots:
         assert sum(self.in_flight.values()) == len(self._destination_of), self.in_flight
         for destination, count in self.in_flight.items():
             assert 1 <= count <= self.per_destination_max, (destination, count)
+        assert len(self.lines) <= self.slots, len(self.lines)
         entries = 0
         for destination, by_queue in self.lines.items():
             assert by_queue, destination

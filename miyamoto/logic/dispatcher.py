@@ -69,10 +69,11 @@ class Dispatcher:
         destination, the queues' waiting lines, then the tasks whose time has come.
 
         A due task waits, keeping its state (not an attempt), and claims its task so that the
-        other copies do not fire meanwhile: in its destination's line (delivery_slots) while the
-        node has a free slot but its destination has its share; else in its queue's line while
-        its queue holds it back (rate, concurrency, pause) or the node has no free slot. The
-        destination is asked first, so a task waiting for one takes no token of its queue."""
+        other copies do not fire meanwhile: in its queue's line while its queue has one (its
+        order is kept) or holds it back (rate, concurrency, pause); else in its destination's
+        line (delivery_slots) while its destination has its share or the node has no free
+        slot. The destination is asked first, so a task waiting for one takes no token of its
+        queue."""
         self._start_waiting_for_slots(now_ms, actions)
         core = self.core
         slots = self.slots
@@ -86,6 +87,8 @@ class Dispatcher:
                     continue
                 destination = self._destination(task)
                 if slots.has_line(destination, name) or slots.at_share(destination):
+                    if not slots.may_wait(destination):
+                        break  # every line is taken: it waits here for its destination
                     queue.ready.popleft()  # claimed when it came due; renewed while it waits
                     slots.wait(task, destination)
                     continue
@@ -101,13 +104,14 @@ class Dispatcher:
                 continue
             queue = queues.get(due.queue, now_ms)
             destination = self._destination(due)
-            if (
-                slots.free > 0
-                and not queue.ready
-                and (slots.has_line(destination, queue.name) or slots.at_share(destination))
-            ):
+            held_back = (
+                slots.free <= 0
+                or slots.has_line(destination, queue.name)
+                or slots.at_share(destination)
+            )
+            if not queue.ready and held_back and slots.may_wait(destination):
                 slots.wait(due, destination)
-            elif slots.free <= 0 or queue.ready or not queue.admits(now_ms):
+            elif queue.ready or held_back or not queue.admits(now_ms):
                 queue.ready.append(due)  # keep the queue's order: wait behind the others
                 queues.blocked.add(queue.name)
             else:
@@ -125,6 +129,8 @@ class Dispatcher:
         queues = self.core.queues
         self.slots_wake_ms = None
         for destination in list(slots.lines):  # a list: lines end as their tasks start
+            if slots.free <= 0:
+                break
             for name in list(slots.lines.get(destination, ())):
                 queue = queues.get(name, now_ms)
                 while slots.may_start(destination) and slots.has_line(destination, name):
