@@ -29,7 +29,7 @@ the queues' own lines and the timer heap are).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, KeysView
 
 from .task import Task
 
@@ -152,15 +152,18 @@ class DeliverySlots:
             for line in by_queue.values():
                 yield from line
 
-    def check_invariants(self, delivery_ids: Collection[int]) -> None:
+    def check_invariants(self, delivery_ids: KeysView[int]) -> None:
         """`delivery_ids`: the deliveries the node has in flight. Walks the destinations in
-        flight and the lines (not the tasks in them)."""
+        flight and the lines (not the tasks in them), mostly in C: it runs after every event."""
         assert len(self._destination_of) <= self.slots, len(self._destination_of)
-        assert len(delivery_ids) == len(self._destination_of), "a delivery with no slot"
-        assert all(d in self._destination_of for d in delivery_ids), "a delivery with no slot"
-        assert sum(self.in_flight.values()) == len(self._destination_of), self.in_flight
-        for destination, count in self.in_flight.items():
-            assert 1 <= count <= self.per_destination_max, (destination, count)
+        assert delivery_ids == self._destination_of.keys(), "a delivery without a slot, or back"
+        counts = self.in_flight.values()
+        assert sum(counts) == len(self._destination_of), self.in_flight
+        assert not counts or 1 <= min(counts) <= max(counts) <= self.per_destination_max, counts
+        assert self._active == self.in_flight.keys() | self.lines.keys(), "active"
+        if not self.lines:
+            assert not self._lined, len(self._lined)
+            return
         assert len(self.lines) <= self.slots, len(self.lines)
         entries = 0
         for destination, by_queue in self.lines.items():
@@ -169,4 +172,3 @@ class DeliverySlots:
                 assert line, (destination, queue)
                 entries += len(line)
         assert entries == len(self._lined), (entries, len(self._lined))
-        assert len(self._active) == len(self.in_flight.keys() | self.lines.keys()), "active"
