@@ -183,6 +183,29 @@ async def test_a_stale_keep_alive_is_retried_once_on_a_fresh_connection() -> Non
     assert [r.connection for r in receiver.requests] == [0, 1]
 
 
+async def test_a_request_read_on_a_reused_connection_then_closed_is_not_sent_again() -> None:
+    # The receiver may have acted on the request before it hung up: a second send would be a
+    # duplicate with the same X-Task-Retry-Count. The failure goes to the node instead, which
+    # counts the attempt.
+    async def answer_first_then_hang_up(
+        request: RawMessage, receiver: RawReceiver
+    ) -> bytes | None:
+        return http_response(200, b"first") if len(receiver.requests) == 1 else None
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            receiver = await start_receiver(nursery, answer_first_then_hang_up)
+            webhooks = client()
+            first = await webhooks.deliver(delivery(receiver.port, delivery_id=1))
+            second = await webhooks.deliver(delivery(receiver.port, delivery_id=2))
+            nursery.cancel_scope.cancel()
+    assert isinstance(first, DeliveryResponded) and first.body_excerpt == b"first"
+    assert isinstance(second, DeliveryFailed), second
+    assert second.error is DeliveryError.RESET
+    assert [r.connection for r in receiver.requests] == [0, 0]  # sent once, on the reused one
+    assert receiver.connections_accepted == 1
+
+
 async def test_the_excerpt_is_truncated_and_the_connection_still_reused() -> None:
     body = bytes(range(256)) * 20  # 5120 bytes
     with trio.fail_after(TEST_TIMEOUT_S):

@@ -19,6 +19,7 @@ from .memory import memory
 from .metrics_cost import metrics_cost
 from .rq_peer import rq_peer
 from .security import security
+from .slow_receiver import slow_receiver
 from .sustained import sustained
 from .timer import timer_precision
 
@@ -50,6 +51,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="delivery",
         run=delivery,
         summary="tasks due at one ETA delivered to a fast receiver, node vs bare client loop",
+    ),
+    Scenario(
+        name="slow-receiver",
+        run=slow_receiver,
+        summary="delivery to a fast receiver beside one that never answers, vs alone",
     ),
     Scenario(
         name="sustained",

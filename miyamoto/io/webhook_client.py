@@ -4,11 +4,18 @@ The outcome is always an event for the node, never an exception: `DeliveryRespon
 status, headers and a bounded excerpt of the body, or `DeliveryFailed` saying why there was no
 complete answer. Connections are pooled per destination and reused (keep-alive). Redirects are
 never followed: a 3xx is an answer like any other, for the node to judge.
+
+A request is sent once. A pooled connection the receiver closed while it sat idle is found
+closed before any byte is written to it, and the request goes on a fresh connection instead; a
+connection that breaks after the request was written is the webhook's failure (RESET), however
+little came back: the receiver may have acted on the request, so the node counts the attempt
+and the next one says so in `X-Task-Retry-Count`.
 """
 
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -36,10 +43,6 @@ class _Failure(Exception):
         super().__init__(detail)
         self.error = error
         self.detail = detail
-
-
-class _StaleConnection(Exception):
-    """A reused connection broke before any byte of the response: the receiver had closed it."""
 
 
 class WebhookClient:
@@ -102,20 +105,14 @@ class WebhookClient:
                 # delivery began waiting for a free connection.
                 request = self._sign(request)
             connection = lease.take_idle()
-            if connection is not None:
-                try:
-                    return await self._exchange(
-                        lease, connection, request, excerpt_bytes_max, reused=True
-                    )
-                except _StaleConnection:
-                    pass  # receivers close idle keep-alives; not the webhook's failure: once more
-            connection = await self._connect(destination)
-            try:
-                return await self._exchange(
-                    lease, connection, request, excerpt_bytes_max, reused=False
-                )
-            except _StaleConnection as stale:
-                raise _Failure(DeliveryError.RESET, str(stale)) from None
+            if connection is not None and _closed_while_idle(connection.stream):
+                # Receivers close idle keep-alives. Nothing was written to this one: no
+                # receiver has seen this request, so a fresh connection is no duplicate.
+                await trio.aclose_forcefully(connection.stream)
+                connection = None
+            if connection is None:
+                connection = await self._connect(destination)
+            return await self._exchange(lease, connection, request, excerpt_bytes_max)
 
     async def _connect(self, destination: Destination) -> PooledConnection:
         scheme, host, port = destination
@@ -157,13 +154,8 @@ class WebhookClient:
         connection: PooledConnection,
         request: OutboundRequest,
         excerpt_bytes_max: int,
-        *,
-        reused: bool,
     ) -> tuple[int, Headers, bytes]:
-        """One request and its response over `connection`, pooled afterwards when reusable.
-
-        Raises _StaleConnection only when `reused` and nothing at all came back.
-        """
+        """One request and its response over `connection`, pooled afterwards when reusable."""
         reusable = False
         try:
             try:
@@ -175,11 +167,10 @@ class WebhookClient:
             try:
                 await connection.stream.send_all(data)
             except trio.BrokenResourceError as error:
-                if reused:
-                    raise _StaleConnection(f"connection broke while sending: {error}") from None
+                # Part of the request may have reached the receiver: not sent again.
                 raise _broken(error, "while sending") from None
             status, headers, excerpt, complete = await self._receive_response(
-                connection, excerpt_bytes_max, reused
+                connection, excerpt_bytes_max
             )
             h = connection.h11
             if complete and h.our_state is h11.DONE and h.their_state is h11.DONE:
@@ -193,11 +184,10 @@ class WebhookClient:
                 await trio.aclose_forcefully(connection.stream)
 
     async def _receive_response(
-        self, connection: PooledConnection, excerpt_bytes_max: int, reused: bool
+        self, connection: PooledConnection, excerpt_bytes_max: int
     ) -> tuple[int, Headers, bytes, bool]:
         """Status, headers, excerpt, and whether the body was read to its end."""
         h = connection.h11
-        received_any = False
         eof = False
         response: h11.Response | None = None
         excerpt = bytearray()
@@ -209,14 +199,9 @@ class WebhookClient:
                     try:
                         data = await connection.stream.receive_some(RECEIVE_BYTES_MAX)
                     except trio.BrokenResourceError as error:
-                        if reused and not received_any:
-                            raise _StaleConnection(f"connection broke: {error}") from None
                         raise _broken(error, "before a complete response") from None
                     if not data:
-                        if reused and not received_any:
-                            raise _StaleConnection("connection closed before any response")
                         eof = True
-                    received_any = True
                     h.receive_data(bytes(data))  # SSLStream gives bytearray
                 elif isinstance(event, h11.InformationalResponse):
                     continue  # 100 Continue and friends: the real answer follows
@@ -242,6 +227,19 @@ class WebhookClient:
             raise _Failure(
                 DeliveryError.PROTOCOL, f"not a valid HTTP/1.1 response: {error}"
             ) from None
+
+
+def _closed_while_idle(stream: trio.abc.Stream) -> bool:
+    """Whether an idle pooled connection is unusable: its socket is readable, so the receiver
+    closed it (EOF), reset it, or sent bytes no request asked for. Polled without waiting and
+    without reading; a stream with no socket of its own is taken as open."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return False
+    poller = select.poll()
+    poller.register(stream.socket.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _encode_request(connection: h11.Connection, request: OutboundRequest) -> bytes:

@@ -1,5 +1,6 @@
 """Deliveries: which due copies start, their claims on the other holders, and what a webhook's
 answer does to the task (finished, or retried after a backoff or a destination's Retry-After).
+How many may be under way, per node and per destination, is `delivery_slots`' rule.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import itertools
 from .actions import Action, StartDelivery
 from .core import NodeCore
 from .delivery import build_request, is_success, retry_after_ms
+from .delivery_slots import DeliverySlots, Destination
 from .events import DeliveryFailed, DeliveryResponded
 from .local_tasks import WAITING
 from .queue_config import effective_deadline_ms, effective_retry
@@ -16,6 +18,7 @@ from .queues import QueueState
 from .replica_messages import Claim
 from .sync_records import SyncRecords
 from .task import Task, TaskState
+from .urls import parse_webhook_url
 
 
 class Dispatcher:
@@ -23,6 +26,13 @@ class Dispatcher:
         self.core = core
         self.syncs = syncs
         self.claims_renew_at_ms: int | None = None
+        limits = core.config.limits
+        self.slots = DeliverySlots(
+            slots=limits.deliveries_in_flight_max,
+            per_destination_max=limits.connections_per_destination_max,
+        )
+        self.slots_wake_ms: int | None = None
+        """When a queue that holds back a destination's line has its next token."""
 
     def check_invariants(self) -> None:
         """A copy is DELIVERING exactly when it is in flight; every slot in flight belongs to one
@@ -48,62 +58,131 @@ class Dispatcher:
             tasks.count_in_state(TaskState.DELIVERING),
         )
         assert by_queue == self.core.queues.in_flight_counts(), by_queue
+        self.slots.check_invariants(in_flight.keys())
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.claims_renew_at_ms is not None and self.claims_renew_at_ms <= now_ms:
             self._renew_claims(now_ms, actions)
 
     def start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
-        """Starts what is due and allowed, oldest first: the queues' waiting lines, then the
-        tasks whose time has come. A due task that may not start yet (its queue's rate or
-        concurrency, or the node's in-flight cap) waits in its queue's line, and claims its
-        task so that the other copies do not fire meanwhile."""
+        """Starts what is due and allowed, oldest first: the tasks waiting for a slot of their
+        destination, the queues' waiting lines, then the tasks whose time has come.
+
+        A due task waits, keeping its state (not an attempt), and claims its task so that the
+        other copies do not fire meanwhile: in its queue's line while its queue has one (its
+        order is kept) or holds it back (rate, concurrency, pause); else in its destination's
+        line (delivery_slots) while its destination has its share or the node has no free
+        slot. The destination is asked first, so a task waiting for one takes no token of its
+        queue."""
+        self._start_waiting_for_slots(now_ms, actions)
         core = self.core
-        slots = core.config.limits.deliveries_in_flight_max - len(core.tasks.in_flight)
+        slots = self.slots
         queues = core.queues
         for name in sorted(queues.blocked):  # sorted: the same order on every run
             queue = queues.get(name, now_ms)
-            while queue.ready and slots > 0:
+            while queue.ready and slots.free > 0:
                 task = queue.ready[0]
                 if task.state not in WAITING or task.due_ms > now_ms:
                     queue.ready.popleft()  # cancelled, finished or claimed meanwhile
+                    continue
+                destination = self._destination(task)
+                if slots.has_line(destination, name) or slots.at_share(destination):
+                    if not slots.may_wait(destination):
+                        break  # every line is taken: it waits here for its destination
+                    queue.ready.popleft()  # claimed when it came due; renewed while it waits
+                    slots.wait(task, destination)
                     continue
                 if not queue.admits(now_ms):
                     break
                 queue.ready.popleft()
                 if not self.syncs.must_wait_for_question(task, due=False):
-                    slots -= self._start(task, queue, now_ms, actions)
+                    self._start(task, queue, destination, now_ms, actions)
             if not queue.ready:
                 queues.blocked.discard(name)
         while (due := core.tasks.timers.pop_due(now_ms)) is not None:
             if self.syncs.must_wait_for_question(due, due=True):
                 continue
             queue = queues.get(due.queue, now_ms)
-            if slots <= 0 or queue.ready or not queue.admits(now_ms):
+            destination = self._destination(due)
+            held_back = (
+                slots.free <= 0
+                or slots.has_line(destination, queue.name)
+                or slots.at_share(destination)
+            )
+            if not queue.ready and held_back and slots.may_wait(destination):
+                slots.wait(due, destination)
+            elif queue.ready or held_back or not queue.admits(now_ms):
                 queue.ready.append(due)  # keep the queue's order: wait behind the others
                 queues.blocked.add(queue.name)
-                if len(due.holders) > 1:
-                    self._claim(due, core.config.claim_lease_ms, actions)
-                    self._arm_claim_renewal(now_ms)
+            else:
+                self._start(due, queue, destination, now_ms, actions)
                 continue
-            slots -= self._start(due, queue, now_ms, actions)
+            if len(due.holders) > 1:
+                self._claim(due, core.config.claim_lease_ms, actions)
+                self._arm_claim_renewal(now_ms)
 
-    def _start(self, task: Task, queue: QueueState, now_ms: int, actions: list[Action]) -> int:
-        """Starts one delivery of `task` (1), or puts it off while its destination asked us to
-        wait (0)."""
+    def _start_waiting_for_slots(self, now_ms: int, actions: list[Action]) -> None:
+        """Starts tasks from the lines of destinations below their share, each line in turn as
+        far as its queue lets it. A queue held back only by its rate wakes the node when its
+        next token is due (`slots_wake_ms`); a pause or a concurrency cap ends with an event."""
+        slots = self.slots
+        queues = self.core.queues
+        self.slots_wake_ms = None
+        for destination in list(slots.lines):  # a list: lines end as their tasks start
+            if slots.free <= 0:
+                break
+            for name in list(slots.lines.get(destination, ())):
+                queue = queues.get(name, now_ms)
+                while slots.may_start(destination) and slots.has_line(destination, name):
+                    task = slots.head(destination, name)
+                    if task.state not in WAITING or task.due_ms > now_ms:
+                        slots.pop_head(destination, name)  # cancelled, finished or claimed
+                        continue
+                    if not queue.admits(now_ms):
+                        self._note_rate_wake(queue, now_ms)
+                        break
+                    slots.pop_head(destination, name)
+                    if not self.syncs.must_wait_for_question(task, due=False):
+                        self._start(task, queue, destination, now_ms, actions)
+
+    def _note_rate_wake(self, queue: QueueState, now_ms: int) -> None:
+        if queue.paused or queue.bucket is None:
+            return
+        share = queue.concurrency_share
+        if share is not None and queue.in_flight >= share:
+            return  # a finishing delivery wakes it, not a timer
+        wake_ms = queue.bucket.next_token_ms(now_ms)
+        if self.slots_wake_ms is None or wake_ms < self.slots_wake_ms:
+            self.slots_wake_ms = wake_ms
+
+    def _destination(self, task: Task) -> Destination:
+        url = parse_webhook_url(task.url, self.core.config.limits)  # remembered: no new parse
+        return (url.host, url.port)
+
+    def _start(
+        self,
+        task: Task,
+        queue: QueueState,
+        destination: Destination,
+        now_ms: int,
+        actions: list[Action],
+    ) -> None:
+        """Starts one delivery of `task` to `destination` (which has a free slot), or puts it
+        off while the destination asked this queue to wait (Retry-After)."""
         core = self.core
         limits = core.config.limits
         request = build_request(task, user_agent=core.config.user_agent, limits=limits)
-        destination = (task.queue, request.host, request.port)
-        hold_ms = core.queues.destination_hold_ms.get(destination)
+        held = (task.queue, request.host, request.port)
+        hold_ms = core.queues.destination_hold_ms.get(held)
         if hold_ms is not None:
             if hold_ms > now_ms:
                 core.tasks.reschedule(task, hold_ms, task.state)
                 if len(task.holders) > 1:
                     self._claim(task, hold_ms - now_ms + core.config.claim_lease_ms, actions)
-                return 0
-            del core.queues.destination_hold_ms[destination]
+                return
+            del core.queues.destination_hold_ms[held]
         delivery_id = core.tasks.start(task, now_ms)
+        self.slots.started(delivery_id, destination)
         queue.in_flight += 1
         queue.rate.add(now_ms)
         actions.append(
@@ -117,13 +196,13 @@ class Dispatcher:
         if len(task.holders) > 1:
             self._claim(task, core.config.claim_lease_ms, actions)
             self._arm_claim_renewal(now_ms)
-        return 1
 
     def _arm_claim_renewal(self, now_ms: int) -> None:
         if self.claims_renew_at_ms is None:
             self.claims_renew_at_ms = now_ms + self.core.config.claim_lease_ms // 3
 
     def _end_flight(self, delivery_id: int) -> Task | None:
+        self.slots.ended(delivery_id)
         task = self.core.tasks.in_flight.pop(delivery_id, None)
         if task is not None:
             queue = self.core.queues.known(task.queue)
@@ -145,9 +224,11 @@ class Dispatcher:
 
     def _renew_claims(self, now_ms: int, actions: list[Action]) -> None:
         """Holders keep their copies back while ours is in flight or waits its turn in a
-        queue's line: renew the lease."""
+        queue's or a destination's line: renew the lease."""
         core = self.core
-        ours = itertools.chain(core.tasks.in_flight.values(), core.queues.waiting())
+        ours = itertools.chain(
+            core.tasks.in_flight.values(), core.queues.waiting(), self.slots.waiting()
+        )
         replicated = [t for t in ours if len(t.holders) > 1 and not t.state.is_final]
         for task in replicated:
             self._claim(task, core.config.claim_lease_ms, actions)

@@ -183,6 +183,7 @@ class Node:
             self.membership.next_deadline_ms(),
             self.repair.retry_at_ms,
             self.dispatcher.claims_renew_at_ms,
+            self.dispatcher.slots_wake_ms,
             self.queues.next_wake_ms(self._now_ms),
             *self.api.deadlines_ms(),
             *self.syncs.deadlines_ms(),
