@@ -262,11 +262,13 @@ class Node:
             self._epoch_seen = self.membership.epoch
             members = self.membership.members
             core.is_member = core.me in members
-            if members != core.members:
-                # Copies on members that left must be made again elsewhere; any member may now
-                # be the lowest surviving holder of some task.
+            restarted = self.repair.restarted(self.membership.member_list)
+            if members != core.members or restarted:
+                # Copies on members that left, or that restarted without their disk, must be
+                # made again; any member may now be the lowest surviving holder of some task.
                 core.members = members
                 self.queues.set_members(len(members), now_ms)
+                self.repair.forget_holders(restarted)
                 self.repair.repair(now_ms, actions)
 
     # -- peer messages: each to the part whose job it is -----------------------------------------
@@ -308,6 +310,8 @@ class Node:
                 store.finished_elsewhere(sender, message, now_ms, actions)
             case Unconfirmed(queue=queue, task_id=task_id):
                 self.syncs.ask_when_due(queue, task_id)
+                if (task := core.tasks.get(queue, task_id)) is not None:
+                    self.repair.verify_copies(task, now_ms, actions)
             case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
                 store.holders_changed(queue, task_id, holders)
             case CancelTask(ref=ref, queue=queue, task_id=task_id):

@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from .actions import Action
 from .core import NodeCore
+from .messages import MEMBERS_MAX, MemberList
 from .replica_messages import HoldersChanged, StoreCopy, TaskCopy
 from .task import Task, TaskState
+
+LEFT_INCARNATIONS_MAX = MEMBERS_MAX
+"""Incarnations remembered of ids no longer members (so that one that comes back as a new
+process is known for one); past it the oldest are forgotten (a bound, not a leak)."""
 
 
 class Repair:
@@ -28,10 +33,66 @@ class Repair:
         """Pending tasks held here, this node their lowest live holder, with fewer live copies
         than wanted (min(R, members))."""
         self._unreachable_seen: tuple[str, ...] = ()
+        self._incarnations: dict[str, int] = {}
+        """The incarnation of each member in the last member list seen."""
+        self._left: dict[str, int] = {}
+        """The last incarnation seen of ids that left the member list, oldest first."""
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
             self.repair(now_ms, actions)
+
+    def restarted(self, member_list: MemberList) -> set[str]:
+        """Members listed as another process than when this node last saw them listed: each
+        restarted without its disk, and holds none of the copies it held (a restart from the
+        disk keeps the incarnation, and its copies). Remembers the list for next time."""
+        seen = {m.id: m.incarnation for m in member_list.members}
+        restarted = {
+            node
+            for node, incarnation in seen.items()
+            if node != self.core.me
+            and self._incarnations.get(node, self._left.get(node, incarnation)) != incarnation
+        }
+        for node, incarnation in self._incarnations.items():
+            if node not in seen:
+                self._left.pop(node, None)
+                self._left[node] = incarnation
+        for node in seen:
+            self._left.pop(node, None)
+        while len(self._left) > LEFT_INCARNATIONS_MAX:
+            del self._left[next(iter(self._left))]
+        self._incarnations = seen
+        return restarted
+
+    def forget_holders(self, restarted: set[str]) -> None:
+        """The `restarted` members hold no copy any more: no holder list here names them, so
+        that the repair that follows counts only the copies that live, and makes the others
+        again (on these members too, as new copies)."""
+        if not restarted:
+            return
+        core = self.core
+        for tasks in list(core.tasks.store.by_queue()):
+            for task in list(tasks):
+                if task.state.is_final or not any(n in restarted for n, _ in task.holders):
+                    continue
+                holders = tuple((n, k) for n, k in task.holders if n not in restarted)
+                core.tasks.set_holders(task, core.intern(holders), task.copy_index)
+
+    def verify_copies(self, task: Task, now_ms: int, actions: list[Action]) -> None:
+        """The enqueue that placed the task ended without every holder's acknowledgement
+        (`Unconfirmed`): a holder named may never have stored its copy. Our copy goes to the
+        other holders again until each acknowledges it (one that has it already says so), so
+        that a copy lost at enqueue is made again now, not when the task comes due."""
+        core = self.core
+        members = set(core.members)
+        others = {n for n in core.others(task) if n in members}
+        if task.state.is_final or core.me not in members or not others:
+            return
+        self.unconfirmed_copies.setdefault((task.queue, task.id), set()).update(others)
+        for node in sorted(others):
+            core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+        if self.retry_at_ms is None:
+            self.retry_at_ms = now_ms + core.config.repair_retry_ms
 
     def forget(self, queue: str, task_id: str) -> None:
         """The copy here finished or was dropped: nothing is left to repair."""
@@ -119,7 +180,13 @@ class Repair:
         if len(live) < wanted:
             self._add_copies(task, live, wanted, now_ms, actions)
         elif key in self.unconfirmed_copies:
-            for node in sorted(self.unconfirmed_copies[key]):
+            # (A member that left will not answer: the copies it misses are made elsewhere.)
+            unconfirmed = self.unconfirmed_copies[key] & members
+            if unconfirmed:
+                self.unconfirmed_copies[key] = unconfirmed
+            else:
+                del self.unconfirmed_copies[key]
+            for node in sorted(unconfirmed):
                 core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
         self._index(task, members, wanted)
 
