@@ -158,11 +158,16 @@ class Repair:
         self.under_replicated = set()  # rebuilt by the scan
         members = set(core.members)
         wanted = min(core.config.replicas, len(members))
-        for tasks in list(core.tasks.store.by_queue()):
-            for task in list(tasks):
-                if task.state.is_final or not task.holders:
-                    continue
-                self._repair_task(task, members, wanted, now_ms, actions)
+        visit = [
+            task
+            for tasks in core.tasks.store.by_queue()
+            for task in tasks
+            if not task.state.is_final and task.holders
+        ]
+        # In (queue, id) order: what it sends must not depend on the order tasks were stored.
+        visit.sort(key=lambda t: (t.queue, t.id))
+        for task in visit:
+            self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
 
