@@ -4,6 +4,7 @@ in-memory nodes (one rule per test)."""
 from __future__ import annotations
 
 from miyamoto.logic.config import NodeConfig
+from miyamoto.logic.node import Node
 from miyamoto.logic.replica_messages import StoreCopy
 
 from .cluster_driver import Cluster
@@ -65,3 +66,45 @@ def test_a_holder_restarted_from_its_disk_keeps_its_copies_and_gets_none_again()
     cluster.advance(5_000)
     assert sent == [] and sorted(cluster.holders("q", task_id)) == [A, B, C]
     assert all(not node.repair.unconfirmed_copies for node in cluster.nodes.values())
+
+
+def _index_of(node: Node) -> dict[tuple[tuple[str, int], ...], set[str]]:
+    index: dict[tuple[tuple[str, int], ...], set[str]] = {}
+    for holders, tasks in node.repair._by_holders.items():
+        index[holders] = {task.id for task in tasks}
+    return index
+
+
+def _walked(node: Node) -> dict[tuple[tuple[str, int], ...], set[str]]:
+    index: dict[tuple[tuple[str, int], ...], set[str]] = {}
+    for tasks in node.tasks.store.by_queue():
+        for task in tasks:
+            if task.holders:
+                index.setdefault(task.holders, set()).add(task.id)
+    return index
+
+
+def test_a_member_leaving_visits_only_the_tasks_it_held_and_the_index_matches_the_tasks() -> None:
+    # Issue 10: a member change walked every task on the loop. Now the repair visits, through
+    # its index from holder list to tasks, the tasks that named the member that left.
+    D = "d:1"
+    cluster = Cluster([A, B, C, D], NodeConfig(replicas=2, replica_delay_ms=5_000))
+    ids = [
+        cluster.call(A, "POST", "/q", {"url": URL, "countdown": HOUR_S}).json()["id"]
+        for _ in range(40)
+    ]
+    done = cluster.call(A, "POST", "/q", {"url": URL}).json()["id"]
+    for delivery in list(cluster.deliveries):
+        cluster.answer(delivery, 200)
+    node = cluster.nodes[A]
+    naming_d = {t for t in ids if D in cluster.holders("q", t) and A in cluster.holders("q", t)}
+    assert 0 < len(naming_d) < len([t for t in ids if A in cluster.holders("q", t)])
+    visited = node.repair._affected({A, B, C}, 2)
+    assert {task.id for task in visited} == naming_d  # (not the finished one, nor the others)
+    cluster.down = {D}
+    cluster.set_members([A, B, C])
+    cluster.advance(5_000)
+    assert all(len(cluster.holders("q", t)) == 2 for t in ids)
+    assert set(cluster.holders("q", done).values()) == {"succeeded"}
+    for name in (A, B, C):
+        assert _index_of(cluster.nodes[name]) == _walked(cluster.nodes[name])

@@ -47,6 +47,9 @@ class LocalTasks:
         self._state_totals: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         """Copies held here, by state (all queues)."""
         self.on_copy_ended: Callable[[Task], None] = _nothing
+        self.on_placed: Callable[[Task, int], None] = _nothing_placed
+        """Called with +1 when a copy is added or takes a new holder list, and with -1 when it
+        leaves its holder list, is dropped or expires (the repair's index by holder list)."""
         self.keeps_changes = False
         """Whether changes are marked for `take_changes` (a durable node's shell takes them
         after every step; a node in memory would only pile them up)."""
@@ -65,6 +68,7 @@ class LocalTasks:
 
     def add(self, task: Task) -> None:
         self.store.add(task)
+        self.on_placed(task, +1)
         self._mark(task)
         self._count(task, +1)
         if task.state in WAITING:
@@ -99,6 +103,7 @@ class LocalTasks:
         (its request was built already)."""
         self._count(task, -1)
         self.store.remove(task)
+        self.on_placed(task, -1)
         self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
@@ -124,14 +129,17 @@ class LocalTasks:
     def expire(self, now_ms: int) -> None:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
+            self.on_placed(task, -1)
             self._mark(task)
 
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
         self._count(task, -1)
+        self.on_placed(task, -1)
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
+        self.on_placed(task, +1)
         self._mark(task)
 
     def changed(self, task: Task) -> None:
@@ -190,6 +198,10 @@ class LocalTasks:
 
 
 def _nothing(task: Task) -> None:
+    pass
+
+
+def _nothing_placed(task: Task, delta: int) -> None:
     pass
 
 

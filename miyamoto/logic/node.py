@@ -111,6 +111,7 @@ class Node:
         )
         self.api = Api(self.core, self.coordinator, self.store, self.repair)
         self.tasks.on_copy_ended = self._copy_ended
+        self.tasks.on_placed = self.repair.placed
 
     # The shared state, readable and replaceable as before the split (the simulator's
     # canaries swap the queues).

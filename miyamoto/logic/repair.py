@@ -14,7 +14,7 @@ from __future__ import annotations
 from .actions import Action
 from .core import NodeCore
 from .messages import MEMBERS_MAX, MemberList
-from .replica_messages import HoldersChanged, StoreCopy, TaskCopy
+from .replica_messages import Holders, HoldersChanged, StoreCopy, TaskCopy
 from .task import Task, TaskState
 
 LEFT_INCARNATIONS_MAX = MEMBERS_MAX
@@ -33,6 +33,10 @@ class Repair:
         """Pending tasks held here, this node their lowest live holder, with fewer live copies
         than wanted (min(R, members))."""
         self._unreachable_seen: tuple[str, ...] = ()
+        self._by_holders: dict[Holders, set[Task]] = {}
+        """Every copy held here that names holders, by its holder list (the lists are few,
+        each shared by many tasks): a member change visits the lists it touches, and only
+        their tasks, never every task."""
         self._incarnations: dict[str, int] = {}
         """The incarnation of each member in the last member list seen."""
         self._left: dict[str, int] = {}
@@ -71,12 +75,9 @@ class Repair:
         if not restarted:
             return
         core = self.core
-        for tasks in list(core.tasks.store.by_queue()):
-            for task in list(tasks):
-                if task.state.is_final or not any(n in restarted for n, _ in task.holders):
-                    continue
-                holders = tuple((n, k) for n, k in task.holders if n not in restarted)
-                core.tasks.set_holders(task, core.intern(holders), task.copy_index)
+        for task in self.tasks_naming(restarted):
+            holders = tuple((n, k) for n, k in task.holders if n not in restarted)
+            core.tasks.set_holders(task, core.intern(holders), task.copy_index)
 
     def verify_copies(self, task: Task, now_ms: int, actions: list[Action]) -> None:
         """The enqueue that placed the task ended without every holder's acknowledgement
@@ -93,6 +94,54 @@ class Repair:
             core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
         if self.retry_at_ms is None:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def placed(self, task: Task, delta: int) -> None:
+        """`LocalTasks.on_placed`: the copy took (+1) or left (-1) its holder list."""
+        if not task.holders:
+            return
+        if delta > 0:
+            self._by_holders.setdefault(task.holders, set()).add(task)
+            return
+        tasks = self._by_holders[task.holders]
+        tasks.remove(task)
+        if not tasks:
+            del self._by_holders[task.holders]
+
+    def tasks_naming(self, nodes: set[str]) -> list[Task]:
+        """The pending tasks held here whose holder lists name any of `nodes`, in (queue, id)
+        order."""
+        found = [
+            task
+            for holders, tasks in self._by_holders.items()
+            if any(n in nodes for n, _ in holders)
+            for task in tasks
+            if not task.state.is_final
+        ]
+        return sorted(found, key=_key)
+
+    def replicated(self) -> list[Task]:
+        """The copies held here whose task has other holders (any state, any order)."""
+        return [
+            task for holders, tasks in self._by_holders.items() if len(holders) > 1
+            for task in tasks
+        ]  # fmt: skip
+
+    def _affected(self, members: set[str], wanted: int) -> list[Task]:
+        """The pending tasks a repair may change anything for, in (queue, id) order: those
+        whose holder list names a non-member or fewer live holders than wanted, those with
+        copies still unacknowledged, and those indexed as under-replicated. (For any other
+        task every holder is a live member and there are enough: nothing to do.)"""
+        found = {
+            task
+            for holders, tasks in self._by_holders.items()
+            if any(n not in members for n, _ in holders) or len(holders) < wanted
+            for task in tasks
+        }
+        for key in (*self.unconfirmed_copies, *self.under_replicated):
+            task = self.core.tasks.get(*key)
+            if task is not None:
+                found.add(task)
+        return sorted((t for t in found if not t.state.is_final), key=_key)
 
     def forget(self, queue: str, task_id: str) -> None:
         """The copy here finished or was dropped: nothing is left to repair."""
@@ -152,21 +201,15 @@ class Repair:
                 del self.unconfirmed_copies[(queue, task_id)]
 
     def repair(self, now_ms: int, actions: list[Action]) -> None:
-        """Every pending task whose lowest live holder is this node gets back to R copies."""
+        """Every pending task whose lowest live holder is this node gets back to R copies
+        (visiting, through the index, only the tasks short of copies or naming non-members)."""
         core = self.core
         self.retry_at_ms = None
-        self.under_replicated = set()  # rebuilt by the scan
         members = set(core.members)
         wanted = min(core.config.replicas, len(members))
-        visit = [
-            task
-            for tasks in core.tasks.store.by_queue()
-            for task in tasks
-            if not task.state.is_final and task.holders
-        ]
-        # In (queue, id) order: what it sends must not depend on the order tasks were stored.
-        visit.sort(key=lambda t: (t.queue, t.id))
-        for task in visit:
+        affected = self._affected(members, wanted)
+        self.under_replicated = set()  # rebuilt from the affected tasks (it is among them)
+        for task in affected:
             self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
@@ -256,3 +299,7 @@ class Repair:
             retry=task.retry,
             lease_ms=lease_ms,
         )
+
+
+def _key(task: Task) -> tuple[str, str]:
+    return (task.queue, task.id)
