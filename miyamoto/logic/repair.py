@@ -224,19 +224,31 @@ class Repair:
         live = [(n, k) for n, k in task.holders if n in members]
         if not live or min(live, key=lambda h: h[1])[0] != core.me:
             self.under_replicated.discard(key)
+            self._send_unconfirmed(task, members, now_ms, actions)  # (sent by `verify_copies`)
             return
         if len(live) < wanted:
             self._add_copies(task, live, wanted, now_ms, actions)
-        elif key in self.unconfirmed_copies:
-            # (A member that left will not answer: the copies it misses are made elsewhere.)
-            unconfirmed = self.unconfirmed_copies[key] & members
-            if unconfirmed:
-                self.unconfirmed_copies[key] = unconfirmed
-            else:
-                del self.unconfirmed_copies[key]
-            for node in sorted(unconfirmed):
-                core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+        else:
+            self._send_unconfirmed(task, members, now_ms, actions)
         self._index(task, members, wanted)
+
+    def _send_unconfirmed(
+        self, task: Task, members: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        """Sends again the copies of `task` not acknowledged yet, to the holders that are
+        members. A holder that is no member now keeps its entry while the task's holders name
+        it: if it comes back (cut off for longer than the member timeout), it still has no
+        copy."""
+        key = (task.queue, task.id)
+        unconfirmed = self.unconfirmed_copies.get(key)
+        if unconfirmed is None:
+            return
+        named = {n for n, _ in task.holders}
+        unconfirmed &= named
+        if not unconfirmed:
+            del self.unconfirmed_copies[key]
+        for node in sorted(unconfirmed & members):
+            self.core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
 
     def remake_copies(
         self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
@@ -274,7 +286,9 @@ class Repair:
                 message = HoldersChanged(queue=task.queue, task_id=task.id, holders=task.holders)
                 core.tell(node, message, actions)
         if added:
-            self.unconfirmed_copies[(task.queue, task.id)] = {n for n, _ in added}
+            self.unconfirmed_copies.setdefault((task.queue, task.id), set()).update(
+                n for n, _ in added
+            )
         for node, _ in added:
             core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
 
