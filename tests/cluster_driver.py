@@ -18,7 +18,7 @@ from miyamoto.logic.events import (
     TimerExpired,
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
-from miyamoto.logic.messages import Envelope, Outgoing, PeerMessage
+from miyamoto.logic.messages import Envelope, Member, MemberList, Outgoing, PeerMessage
 from miyamoto.logic.node import Node
 
 T0_MS = 1_700_000_000_000
@@ -34,11 +34,22 @@ class FixedMembership:
         self.epoch = 1
         self.unreachable_ids: tuple[str, ...] = ()
         """What the leader would report as unreachable (set by the test)."""
+        self.incarnations: dict[str, int] = {}
+        """Incarnations other than 1 (a member restarted without its disk: set by the test)."""
         self._tick_ms = 0  # due at once, then every second
 
     def set_members(self, members: tuple[str, ...]) -> None:
         self.members = tuple(sorted(members))
         self.epoch += 1
+
+    @property
+    def member_list(self) -> MemberList:
+        return MemberList(
+            epoch=self.epoch,
+            epoch_term=1,
+            members=tuple(Member(id=m, incarnation=self.incarnations.get(m, 1))
+                          for m in self.members),
+        )  # fmt: skip
 
     def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]:
         return []
@@ -169,6 +180,22 @@ class Cluster:
         for name in self.names:
             self.membership[name].set_members(tuple(members))
             self.feed(name, TimerExpired())
+        self.settle()
+
+    def restart_without_disk(self, name: str) -> None:
+        """`name` crashes and comes back at once under the same id as a new incarnation that
+        remembers nothing; the member list names the new incarnation (a new epoch)."""
+        self.nodes[name] = Node(
+            _with_id(self.config, name),
+            random.Random(f"{name}-again"),
+            self.now_ms,
+            membership=self.membership[name],
+        )
+        for membership in self.membership.values():
+            membership.incarnations[name] = membership.incarnations.get(name, 1) + 1
+            membership.epoch += 1
+        for other in self.names:
+            self.feed(other, TimerExpired())
         self.settle()
 
     def report_unreachable(self, names: set[str]) -> None:

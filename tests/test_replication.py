@@ -325,12 +325,17 @@ def test_a_copy_that_finds_no_other_copy_makes_them_again_where_a_repeat_looks()
     first, second = placement(f"q/{task_id}", [A, B, C])[:2]
     rid = cluster.request(second, "POST", "/q", {"url": URL, "id": task_id, "countdown": 60})
     cluster.inbox = [(to, e) for to, e in cluster.inbox if to != first]
+    cluster.down = {first}  # (and so are the copies sent again, until `second` fires)
     cluster.advance(CONFIG.placement_timeout_ms)
     assert cluster.responses[rid].status == 503
     assert cluster.holders("q", task_id) == {second: "scheduled"}
+    cluster.report_unreachable({first})
     cluster.advance(60_000 + CONFIG.replica_delay_ms)
     (delivery,) = cluster.deliveries
     assert delivery.node == second
+    cluster.down = set()
+    cluster.report_unreachable(set())
+    cluster.advance(CONFIG.repair_retry_ms)
     cluster.answer(delivery, 200)
     assert cluster.holders("q", task_id) == {first: "succeeded", second: "succeeded"}
     again = cluster.call(first, "POST", "/q", {"url": URL, "id": task_id})

@@ -67,6 +67,9 @@ class LocalTasks:
         self.on_queue_settled: Callable[[str], None] = _no_queue
         """Called when a queue's last pending copy here stops pending (its queue state may
         now be forgotten)."""
+        self.on_placed: Callable[[Task, int], None] = _nothing_placed
+        """Called with +1 when a copy is added or takes a new holder list, and with -1 when it
+        leaves its holder list, is dropped or expires (the repair's index by holder list)."""
         self.keeps_changes = False
         """Whether changes are marked for `take_changes` (a durable node's shell takes them
         after every step; a node in memory would only pile them up)."""
@@ -91,6 +94,7 @@ class LocalTasks:
 
     def add(self, task: Task) -> None:
         self.store.add(task)
+        self.on_placed(task, +1)
         self._mark(task)
         self._count(task, +1)
         self.payload_bytes += task_bytes(task)
@@ -130,6 +134,7 @@ class LocalTasks:
         (its request was built already)."""
         self._count(task, -1)
         self._forget(task)
+        self.on_placed(task, -1)
         self._mark(task)
         task.state = TaskState.CANCELLED  # its timer entry and any waiting line entry go stale
         self.on_copy_ended(task)
@@ -156,6 +161,7 @@ class LocalTasks:
         for task in self.store.expire(now_ms):
             self._count(task, -1)
             self._forget(task, removed=True)
+            self.on_placed(task, -1)
             self._mark(task)
 
     def _forget(self, task: Task, *, removed: bool = False) -> None:
@@ -170,11 +176,13 @@ class LocalTasks:
     def set_holders(self, task: Task, holders: tuple[tuple[str, int], ...], index: int) -> None:
         """Changes where the copies of `task` live (whether ours is the primary may change)."""
         self._count(task, -1)
+        self.on_placed(task, -1)
         if is_primary(task):
             self.listing.remove(task)
         task.holders = holders
         task.copy_index = index
         self._count(task, +1)
+        self.on_placed(task, +1)
         if is_primary(task):
             self.listing.add(task)
         self._mark(task)
@@ -270,6 +278,10 @@ def payload_bytes(url: str, headers: Headers, body: bytes) -> int:
 
 def task_bytes(task: Task) -> int:
     return payload_bytes(task.url, task.headers, task.body)
+
+
+def _nothing_placed(task: Task, delta: int) -> None:
+    pass
 
 
 def is_primary(task: Task) -> bool:

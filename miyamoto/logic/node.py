@@ -117,6 +117,7 @@ class Node:
         self.tasks.on_copy_ended = self._copy_ended
         self.tasks.on_queue_settled = self._queue_settled
         self.queues.pending_copies = self.tasks.pending_copies
+        self.tasks.on_placed = self.repair.placed
 
     # The shared state, readable and replaceable as before the split (the simulator's
     # canaries swap the queues).
@@ -276,11 +277,13 @@ class Node:
             self._epoch_seen = self.membership.epoch
             members = self.membership.members
             core.is_member = core.me in members
-            if members != core.members:
-                # Copies on members that left must be made again elsewhere; any member may now
-                # be the lowest surviving holder of some task.
+            restarted = self.repair.restarted(self.membership.member_list)
+            if members != core.members or restarted:
+                # Copies on members that left, or that restarted without their disk, must be
+                # made again; any member may now be the lowest surviving holder of some task.
                 core.members = members
                 self.queues.set_members(len(members), now_ms)
+                self.repair.forget_holders(restarted)
                 self.repair.repair(now_ms, actions)
 
     # -- peer messages: each to the part whose job it is -----------------------------------------
@@ -322,6 +325,8 @@ class Node:
                 store.finished_elsewhere(sender, message, now_ms, actions)
             case Unconfirmed(queue=queue, task_id=task_id):
                 self.syncs.ask_when_due(queue, task_id)
+                if (task := core.tasks.get(queue, task_id)) is not None:
+                    self.repair.verify_copies(task, now_ms, actions)
             case HoldersChanged(queue=queue, task_id=task_id, holders=holders):
                 store.holders_changed(queue, task_id, holders)
             case CancelTask(ref=ref, queue=queue, task_id=task_id):

@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from .actions import Action
 from .core import NodeCore
-from .replica_messages import HoldersChanged, StoreCopy, TaskCopy
+from .messages import MEMBERS_MAX, MemberList
+from .replica_messages import Holders, HoldersChanged, StoreCopy, TaskCopy
 from .task import Task, TaskState
+
+LEFT_INCARNATIONS_MAX = MEMBERS_MAX
+"""Incarnations remembered of ids no longer members (so that one that comes back as a new
+process is known for one); past it the oldest are forgotten (a bound, not a leak)."""
 
 
 class Repair:
@@ -28,10 +33,115 @@ class Repair:
         """Pending tasks held here, this node their lowest live holder, with fewer live copies
         than wanted (min(R, members))."""
         self._unreachable_seen: tuple[str, ...] = ()
+        self._by_holders: dict[Holders, set[Task]] = {}
+        """Every copy held here that names holders, by its holder list (the lists are few,
+        each shared by many tasks): a member change visits the lists it touches, and only
+        their tasks, never every task."""
+        self._incarnations: dict[str, int] = {}
+        """The incarnation of each member in the last member list seen."""
+        self._left: dict[str, int] = {}
+        """The last incarnation seen of ids that left the member list, oldest first."""
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
             self.repair(now_ms, actions)
+
+    def restarted(self, member_list: MemberList) -> set[str]:
+        """Members listed as another process than when this node last saw them listed: each
+        restarted without its disk, and holds none of the copies it held (a restart from the
+        disk keeps the incarnation, and its copies). Remembers the list for next time."""
+        seen = {m.id: m.incarnation for m in member_list.members}
+        restarted = {
+            node
+            for node, incarnation in seen.items()
+            if node != self.core.me
+            and self._incarnations.get(node, self._left.get(node, incarnation)) != incarnation
+        }
+        for node, incarnation in self._incarnations.items():
+            if node not in seen:
+                self._left.pop(node, None)
+                self._left[node] = incarnation
+        for node in seen:
+            self._left.pop(node, None)
+        while len(self._left) > LEFT_INCARNATIONS_MAX:
+            del self._left[next(iter(self._left))]
+        self._incarnations = seen
+        return restarted
+
+    def forget_holders(self, restarted: set[str]) -> None:
+        """The `restarted` members hold no copy any more: no holder list here names them, so
+        that the repair that follows counts only the copies that live, and makes the others
+        again (on these members too, as new copies)."""
+        if not restarted:
+            return
+        core = self.core
+        for task in self.tasks_naming(restarted):
+            holders = tuple((n, k) for n, k in task.holders if n not in restarted)
+            core.tasks.set_holders(task, core.intern(holders), task.copy_index)
+
+    def verify_copies(self, task: Task, now_ms: int, actions: list[Action]) -> None:
+        """The enqueue that placed the task ended without every holder's acknowledgement
+        (`Unconfirmed`): a holder named may never have stored its copy. Our copy goes to the
+        other holders again until each acknowledges it (one that has it already says so), so
+        that a copy lost at enqueue is made again now, not when the task comes due."""
+        core = self.core
+        members = set(core.members)
+        others = {n for n in core.others(task) if n in members}
+        if task.state.is_final or core.me not in members or not others:
+            return
+        self.unconfirmed_copies.setdefault((task.queue, task.id), set()).update(others)
+        for node in sorted(others):
+            core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+        if self.retry_at_ms is None:
+            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+
+    def placed(self, task: Task, delta: int) -> None:
+        """`LocalTasks.on_placed`: the copy took (+1) or left (-1) its holder list."""
+        if not task.holders:
+            return
+        if delta > 0:
+            self._by_holders.setdefault(task.holders, set()).add(task)
+            return
+        tasks = self._by_holders[task.holders]
+        tasks.remove(task)
+        if not tasks:
+            del self._by_holders[task.holders]
+
+    def tasks_naming(self, nodes: set[str]) -> list[Task]:
+        """The pending tasks held here whose holder lists name any of `nodes`, in (queue, id)
+        order."""
+        found = [
+            task
+            for holders, tasks in self._by_holders.items()
+            if any(n in nodes for n, _ in holders)
+            for task in tasks
+            if not task.state.is_final
+        ]
+        return sorted(found, key=_key)
+
+    def replicated(self) -> list[Task]:
+        """The copies held here whose task has other holders (any state, any order)."""
+        return [
+            task for holders, tasks in self._by_holders.items() if len(holders) > 1
+            for task in tasks
+        ]  # fmt: skip
+
+    def _affected(self, members: set[str], wanted: int) -> list[Task]:
+        """The pending tasks a repair may change anything for, in (queue, id) order: those
+        whose holder list names a non-member or fewer live holders than wanted, those with
+        copies still unacknowledged, and those indexed as under-replicated. (For any other
+        task every holder is a live member and there are enough: nothing to do.)"""
+        found = {
+            task
+            for holders, tasks in self._by_holders.items()
+            if any(n not in members for n, _ in holders) or len(holders) < wanted
+            for task in tasks
+        }
+        for key in (*self.unconfirmed_copies, *self.under_replicated):
+            task = self.core.tasks.get(*key)
+            if task is not None:
+                found.add(task)
+        return sorted((t for t in found if not t.state.is_final), key=_key)
 
     def forget(self, queue: str, task_id: str) -> None:
         """The copy here finished or was dropped: nothing is left to repair."""
@@ -91,17 +201,16 @@ class Repair:
                 del self.unconfirmed_copies[(queue, task_id)]
 
     def repair(self, now_ms: int, actions: list[Action]) -> None:
-        """Every pending task whose lowest live holder is this node gets back to R copies."""
+        """Every pending task whose lowest live holder is this node gets back to R copies
+        (visiting, through the index, only the tasks short of copies or naming non-members)."""
         core = self.core
         self.retry_at_ms = None
-        self.under_replicated = set()  # rebuilt by the scan
         members = set(core.members)
         wanted = min(core.config.replicas, len(members))
-        for tasks in list(core.tasks.store.by_queue()):
-            for task in list(tasks):
-                if task.state.is_final or not task.holders:
-                    continue
-                self._repair_task(task, members, wanted, now_ms, actions)
+        affected = self._affected(members, wanted)
+        self.under_replicated = set()  # rebuilt from the affected tasks (it is among them)
+        for task in affected:
+            self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
             self.retry_at_ms = now_ms + core.config.repair_retry_ms
 
@@ -115,13 +224,31 @@ class Repair:
         live = [(n, k) for n, k in task.holders if n in members]
         if not live or min(live, key=lambda h: h[1])[0] != core.me:
             self.under_replicated.discard(key)
+            self._send_unconfirmed(task, members, now_ms, actions)  # (sent by `verify_copies`)
             return
         if len(live) < wanted:
             self._add_copies(task, live, wanted, now_ms, actions)
-        elif key in self.unconfirmed_copies:
-            for node in sorted(self.unconfirmed_copies[key]):
-                core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
+        else:
+            self._send_unconfirmed(task, members, now_ms, actions)
         self._index(task, members, wanted)
+
+    def _send_unconfirmed(
+        self, task: Task, members: set[str], now_ms: int, actions: list[Action]
+    ) -> None:
+        """Sends again the copies of `task` not acknowledged yet, to the holders that are
+        members. A holder that is no member now keeps its entry while the task's holders name
+        it: if it comes back (cut off for longer than the member timeout), it still has no
+        copy."""
+        key = (task.queue, task.id)
+        unconfirmed = self.unconfirmed_copies.get(key)
+        if unconfirmed is None:
+            return
+        named = {n for n, _ in task.holders}
+        unconfirmed &= named
+        if not unconfirmed:
+            del self.unconfirmed_copies[key]
+        for node in sorted(unconfirmed & members):
+            self.core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
 
     def remake_copies(
         self, task: Task, without_copy: set[str], now_ms: int, actions: list[Action]
@@ -159,7 +286,9 @@ class Repair:
                 message = HoldersChanged(queue=task.queue, task_id=task.id, holders=task.holders)
                 core.tell(node, message, actions)
         if added:
-            self.unconfirmed_copies[(task.queue, task.id)] = {n for n, _ in added}
+            self.unconfirmed_copies.setdefault((task.queue, task.id), set()).update(
+                n for n, _ in added
+            )
         for node, _ in added:
             core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
 
@@ -184,3 +313,7 @@ class Repair:
             retry=task.retry,
             lease_ms=lease_ms,
         )
+
+
+def _key(task: Task) -> tuple[str, str]:
+    return (task.queue, task.id)

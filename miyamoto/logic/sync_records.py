@@ -153,16 +153,16 @@ class SyncRecords:
             del self._questions[record.question_ref]
 
     def note_standing(self, was_member: bool) -> None:
-        """After every step: a node back in standing checks every replicated copy it holds."""
+        """After every step: a node back in standing checks every replicated copy it holds
+        (found through the repair's index, not by a walk over every task)."""
         core = self.core
         if core.standing:
             if self.out_of_standing:
                 self.out_of_standing = False
-                for tasks in core.tasks.store.by_queue():
-                    for t in tasks:
-                        if t.state in WAITING and len(t.holders) > 1:
-                            key = (t.queue, t.id)
-                            self._set_must_sync(key, self._record(key))
+                for t in self.repair.replicated():
+                    if t.state in WAITING:
+                        key = (t.queue, t.id)
+                        self._set_must_sync(key, self._record(key))
         elif was_member:
             self.out_of_standing = True
 

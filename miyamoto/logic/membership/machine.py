@@ -246,6 +246,12 @@ class Membership:
         return self._committed.epoch
 
     @property
+    def member_list(self) -> MemberList:
+        """The acknowledged member list with incarnations: a member whose incarnation changed
+        is a restarted process that lost what it held in memory."""
+        return self._committed
+
+    @property
     def leader(self) -> str | None:
         return self._leader if self._has_leader(self._now_ms) else None
 
