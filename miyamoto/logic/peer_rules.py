@@ -27,6 +27,7 @@ from .messages import (
     HeartbeatAck,
     JoinRedirect,
     JoinRequest,
+    LeaveRequest,
     PeerMessage,
     PreVoteRequest,
     PreVoteResponse,
@@ -352,5 +353,6 @@ _CHECKS: Final[dict[type[Any], Callable[[Any, Limits], None]]] = {
     PreVoteResponse: _membership,
     VoteRequest: _membership,
     VoteResponse: _membership,
+    LeaveRequest: _membership,
 }
 """Every message type; a test checks that none is missing."""
