@@ -80,6 +80,7 @@ def test_every_operation_has_a_scope_and_only_health_is_open() -> None:
         Operation.QUEUE_COMMAND: Scope.ADMIN,
         Operation.DESTINATIONS: Scope.ADMIN,
         Operation.DESTINATION_LIFT: Scope.ADMIN,
+        Operation.CLUSTER_LEAVE: Scope.ADMIN,
     }
 
 

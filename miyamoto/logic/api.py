@@ -17,6 +17,7 @@ from .destination_holds import destinations_json, parse_destination
 from .enqueue_parse import validate_queue_name
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse, error_response, json_response
+from .leave import Leave
 from .pending import PendingCancel, PendingEnqueue, PendingQuery
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
 from .queue_ops import listing_query, queue_command, queue_stats
@@ -50,8 +51,11 @@ class Api:
         coordinator: Coordinator,
         store: ReplicaStore,
         repair: Repair,
+        *,
+        leave: Leave,
     ) -> None:
         self.core = core
+        self.leave = leave
         self.coordinator = coordinator
         self.store = store
         self.repair = repair
@@ -97,7 +101,15 @@ class Api:
         if where.operation is Operation.CLUSTER:
             view = core.membership.view()
             under = len(self.repair.under_replicated)
-            return json_response(200, cluster_json(view, len(core.tasks), under))
+            shown = cluster_json(view, len(core.tasks), under)
+            leave = self.leave.progress_json()
+            if leave is not None:
+                shown["leave"] = leave
+            return json_response(200, shown)
+        if where.operation is Operation.CLUSTER_LEAVE:
+            return self.leave.request(request, now_ms, actions)
+        if where.operation is Operation.ENQUEUE and (refusal := self.leave.refusal()):
+            raise refusal
         if where.operation is Operation.DESTINATIONS:
             return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
         if where.operation is Operation.DESTINATION_LIFT:
@@ -194,6 +206,7 @@ class Api:
                 | Operation.CLUSTER
                 | Operation.DESTINATIONS
                 | Operation.DESTINATION_LIFT
+                | Operation.CLUSTER_LEAVE
             ):
                 raise AssertionError("answered above")
             case _:

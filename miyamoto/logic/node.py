@@ -39,6 +39,7 @@ from .events import (
     PeerMessageReceived,
     TimerExpired,
 )
+from .leave import Leave
 from .local_tasks import WAITING, LocalTasks, TaskChanges, is_primary
 from .membership import Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope
@@ -109,7 +110,8 @@ class Node:
             store_copy=self._store_copy,
             deliver_locally=self._replica_message,
         )
-        self.api = Api(self.core, self.coordinator, self.store, self.repair)
+        self.leave = Leave(self.core, self.repair, self.coordinator)
+        self.api = Api(self.core, self.coordinator, self.store, self.repair, leave=self.leave)
         self.tasks.on_copy_ended = self._copy_ended
 
     # The shared state, readable and replaceable as before the split (the simulator's
@@ -169,6 +171,8 @@ class Node:
         return actions
 
     def next_deadline_ms(self) -> int | None:
+        if self.leave.holds_deliveries:
+            return self._deadline_leaving_ms()
         deadlines = [
             self.tasks.store.next_expiry_ms(),
             self.membership.next_deadline_ms(),
@@ -177,9 +181,24 @@ class Node:
             self.queues.next_wake_ms(self._now_ms),
             *self.api.deadlines_ms(),
             *self.syncs.deadlines_ms(),
+            *self.leave.deadlines_ms(),
             # Due tasks move into their queue's line even when no slot is free (they claim
             # there).
             self.tasks.timers.next_due_ms(),
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def _deadline_leaving_ms(self) -> int | None:
+        """As `next_deadline_ms`, without the due copies and queue lines: a node whose copies
+        are handed off starts no delivery, so they would be due at once, forever."""
+        deadlines = [
+            self.tasks.store.next_expiry_ms(),
+            self.membership.next_deadline_ms(),
+            self.repair.retry_at_ms,
+            self.dispatcher.claims_renew_at_ms,
+            *self.api.deadlines_ms(),
+            *self.syncs.deadlines_ms(),
+            *self.leave.deadlines_ms(),
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -221,6 +240,7 @@ class Node:
         self.syncs.check_invariants()
         self.repair.check_invariants()
         self.coordinator.check_invariants(self.api.enqueue_waiting)
+        self.leave.check_invariants()
 
     # -- the seams the simulator's canaries bend ------------------------------------------------
 
@@ -245,6 +265,7 @@ class Node:
         self.syncs.on_timer(now_ms, actions)
         self.repair.on_timer(now_ms, actions)
         self.dispatcher.on_timer(now_ms, actions)
+        self.leave.on_timer(now_ms, actions)
 
     def _after(self, now_ms: int, actions: list[Action]) -> None:
         self._sync_members(now_ms, actions)
@@ -253,7 +274,9 @@ class Node:
         self.syncs.note_standing(was_member=core.is_member or bool(core.members))
         if core.standing:
             self.repair.heal(now_ms, actions)
-        self.dispatcher.start_due_deliveries(now_ms, actions)
+        self.leave.after(now_ms, actions)
+        if not self.leave.holds_deliveries:
+            self.dispatcher.start_due_deliveries(now_ms, actions)
         self.syncs.ask_pending(now_ms, actions)
 
     def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
@@ -287,6 +310,8 @@ class Node:
     ) -> None:
         core, store, tell = self.core, self.store, self.core.tell
         match message:
+            case StoreCopy() if self.leave.active:
+                pass  # leaving: it takes no new copy (no answer, as from a node removed)
             case StoreCopy() if not core.is_member or not self.membership.in_standing(now_ms):
                 # A restarted process not let in yet (the member list names the process before
                 # it), or a node that may have been removed: a copy here would not be one the
@@ -299,6 +324,7 @@ class Node:
                 tell(sender, ack, actions)
             case StoreAck():
                 self.repair.acknowledged(sender, message.queue, message.task_id)
+                self.leave.acknowledged(sender, message)
                 settled = self.coordinator.acknowledged(sender, message, self.api.enqueue_waiting)
                 if settled is not None:
                     self.api.reply(settled, now_ms, actions)

@@ -355,7 +355,8 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "node": {"type": "string"},
                 "role": {
                     "type": "string",
-                    "enum": ["joining", "follower", "pre_candidate", "candidate", "leader"],
+                    "enum": ["joining", "follower", "pre_candidate", "candidate", "leader",
+                             "left"],
                 },
                 "leader": _nullable({"type": "string"}),
                 "term": {"type": "integer"},
@@ -373,6 +374,11 @@ def _schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "in_majority": {"type": "boolean"},
                 "copies_held": {"type": "integer"},
                 "under_replicated": {"type": "integer"},
+                "leave": {
+                    **_LEAVE,
+                    "description": "Only while the node leaves or after it left "
+                    "(POST /_cluster/leave).",
+                },
                 "stats": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "peer_endpoint": {
                     "type": "object",
@@ -401,6 +407,34 @@ _HOLD: Schema = {
     },
 }
 """One destination hold in `GET /_destinations`."""
+
+
+_LEAVE: Schema = {
+    "type": "object",
+    "required": ["state", "step", "copies_to_hand_off", "copies_awaiting_ack",
+                 "deliveries_in_flight"],
+    "properties": {
+        "state": {"enum": ["leaving", "left"]},
+        "step": {"enum": ["handing_off", "draining", "removing", "left"]},
+        "copies_to_hand_off": {"type": "integer", "description":
+                               "Pending copies here whose task still lacks copies on the others."},
+        "copies_awaiting_ack": {"type": "integer"},
+        "copies_sent": {"type": "integer"},
+        "deliveries_in_flight": {"type": "integer"},
+        "started": _nullable({"type": "number"}),
+    },
+}  # fmt: skip
+"""How far `POST /_cluster/leave` got (docs/cluster.md, "Leaving a cluster")."""
+
+
+def _leave_answer(description: str) -> Schema:
+    answer = {**_LEAVE, "required": ["status", "node", *_LEAVE["required"]]}
+    answer["properties"] = {
+        "status": {"enum": ["leaving", "left"]},
+        "node": {"type": "string"},
+        **_LEAVE["properties"],
+    }
+    return _json(answer, description)
 
 
 def _responses(ok: Schema, **errors: str) -> Schema:
@@ -506,6 +540,33 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             "get": {
                 "summary": "This node's view of the cluster",
                 "responses": _responses(_json(_ref("Cluster"), "Members, leader, term, epoch.")),
+            }
+        },
+        "/_cluster/leave": {
+            "post": {
+                "summary": "Leave the cluster for good (this node), handing its copies off first",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"node": {"type": "string", "description":
+                                                "This node's id; any other is refused."}},
+                    }}},
+                },
+                "responses": {
+                    **_responses(
+                        _leave_answer("It has left (the leader removed it)."),
+                        e400="The body names another node, or is not such an object.",
+                        e409="Fewer reachable members than replicas would stay.",
+                        e413="The body is over 1024 bytes.",
+                        e503="Not a member, or no leader heard.",
+                    ),
+                    "202": _leave_answer(
+                        "Leaving: copies being handed off, deliveries drained, or waiting for "
+                        "the leader to remove it. Ask again (or GET /_cluster) for progress."
+                    ),
+                },
             }
         },
         "/_peer": {

@@ -20,6 +20,7 @@ class Operation(enum.Enum):
     QUEUE_COMMAND = "queue_command"
     DESTINATIONS = "destinations"
     DESTINATION_LIFT = "destination_lift"
+    CLUSTER_LEAVE = "cluster_leave"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +39,7 @@ _NODE_PATHS: dict[str, tuple[str, Operation]] = {
     "_health": ("GET", Operation.HEALTH),
     "_cluster": ("GET", Operation.CLUSTER),
     "_destinations": ("GET", Operation.DESTINATIONS),
+    "_cluster/leave": ("POST", Operation.CLUSTER_LEAVE),
 }
 """The node's own paths (they start with `_`, which queue names may not)."""
 

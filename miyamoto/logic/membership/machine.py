@@ -340,11 +340,25 @@ class Membership:
         """The leader removed this node after it asked to leave: it is a member no more."""
         return self._role is Role.LEFT
 
+    def leave_refusal(self) -> str | None:
+        """Why this node cannot start leaving now (None: it can)."""
+        if self._role is Role.LEFT or self._leaving:
+            return None  # (already under way: starting again changes nothing)
+        if self._role is Role.JOINING or not self._latest.has(self._id, self._incarnation):
+            return "this node is not a cluster member"
+        if self._role in (Role.PRE_CANDIDATE, Role.CANDIDATE) or not self._has_leader(
+            self._now_ms
+        ):
+            return "this node hears no leader (an election is under way, or a majority is cut off)"
+        return None
+
     def start_leaving(self, now_ms: int) -> list[Outgoing]:
         """This member leaves for good. It stands for no election from now on (a leader steps
         down first: the others elect one among themselves) and tells its leader, so that no new
         copies are placed on it. It is removed only after `handed_off`."""
         self._advance(now_ms)
+        if self._leaving:
+            return []
         assert self._role in (Role.LEADER, Role.FOLLOWER), self._role
         assert self._latest.has(self._id, self._incarnation), self._latest
         self._leaving = True
