@@ -91,6 +91,9 @@ class DaemonOptions:
     data_dir: Path | None = None
     """Where the node keeps its state; None: in memory only (--in-memory, or --port 0)."""
     fsync: str = "always"
+    leave_on_exit: bool = False
+    """--leave-on-exit: on SIGINT/SIGTERM leave the cluster for good before stopping."""
+    leave_timeout_s: float = 60.0
 
     @property
     def node_id(self) -> str:
@@ -165,6 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
         member_timeout_s=args.member_timeout,
         data_dir=data_dir,
         fsync=args.fsync,
+        leave_on_exit=args.leave_on_exit,
+        leave_timeout_s=args.leave_timeout,
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -271,6 +276,19 @@ def _parser() -> argparse.ArgumentParser:
         default="always",
         help="always: every commit is fsynced (survives a power cut; default); off: written to "
         "the OS only (survives a crash of the process, not a power cut)",
+    )
+    parser.add_argument(
+        "--leave-on-exit",
+        action="store_true",
+        help="on SIGINT or SIGTERM, leave the cluster for good before stopping: hand this "
+        "node's copies to the other members, then ask the leader to remove it (docs/cluster.md)",
+    )
+    parser.add_argument(
+        "--leave-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=60.0,
+        help="with --leave-on-exit: stop anyway after this long (default 60)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)

@@ -45,6 +45,7 @@ from .http_server import (
     open_api_listeners,
     serve_api,
 )
+from .leave_on_exit import ApiAsk, leave_before_exit
 from .logs import configure_logging
 from .metrics import NodeMetrics
 from .node_watch import NodeWatch
@@ -90,6 +91,7 @@ async def serve_node(
     deliver: Deliver | None = None,
     durable: OpenedDataDir | None = None,
     more_seeds: tuple[str, ...] = (),
+    on_api: Callable[[ApiAsk], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
@@ -105,6 +107,7 @@ async def serve_node(
     `deliver` replaces the webhook client (tests that must reach no webhook pass their own).
     `durable`: the opened data directory (the caller closes it); None keeps nothing on disk.
     `more_seeds`: nodes to join through besides `config.seed_id`.
+    `on_api` is given the node's API as this process asks it (no token check): `--leave-on-exit`.
     Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = bind or split_node_id(config.node_id)
@@ -168,6 +171,8 @@ async def serve_node(
         gate=gate,
     )
     peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
+    if on_api is not None:
+        on_api(runtime.handle_api_request)
     if on_peer_endpoint is not None:
         on_peer_endpoint(peer_endpoint)
     peer_handler = PeerHandler(claims=is_peer_request, answer=peer_endpoint.answer)
@@ -280,6 +285,7 @@ async def _serve_until_signal(
     durable: OpenedDataDir | None,
 ) -> int:
     send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
+    own_api: list[ApiAsk] = []
     serve = partial(
         serve_node,
         config,
@@ -292,6 +298,7 @@ async def _serve_until_signal(
         cluster_keys=security.cluster_keys,
         durable=durable,
         more_seeds=options.seed_ids[1:],
+        on_api=own_api.append,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
@@ -332,6 +339,8 @@ async def _serve_until_signal(
                     _on_sighup(options, config, send_reload)
                     continue
                 log.info("%s, shutting down", name)
+                if options.leave_on_exit:
+                    await leave_before_exit(own_api[0], timeout_s=options.leave_timeout_s)
                 nursery.cancel_scope.cancel()
                 break
     return 0
