@@ -107,6 +107,9 @@ def test_a_delivery_in_flight_finishes_before_the_node_asks_to_be_removed() -> N
     assert leaving.step is LeaveStep.REMOVING and cluster.membership[C].asked_removal
     cluster.set_members([A, B])
     assert cluster.call(C, "POST", "/_cluster/leave").status == 200
+    for method, target in [("GET", f"/q/{ids[0]}"), ("POST", "/q"), ("GET", "/q")]:
+        reply = cluster.call(C, method, target, {"url": URL} if method == "POST" else None)
+        assert reply.status == 503 and "has left the cluster" in reply.json()["error"]
     counts = _deliver_everything(cluster, 60_000)
     assert counts == {}  # every task was delivered once, before
     assert len(cluster.deliveries) == len(ids)

@@ -119,3 +119,12 @@ def test_a_forged_leave_for_another_member_is_dropped() -> None:
     assert leader.view().stats.dropped_malformed == before + 1
     net.run_for(3 * FAST.member_timeout_ms)
     assert net.converged(ids)
+
+
+def test_the_leader_of_two_can_leave_and_the_other_leads_alone() -> None:
+    net = Network(seed=7)
+    ids = net.start_cluster(2)
+    _leave(net, ids[0])  # the founder leads
+    _hand_off(net, ids[0])
+    assert net.run_until(lambda: net.nodes[ids[0]].has_left, 10_000), net.describe()
+    assert net.run_until(lambda: net.converged(ids[1:]), 5_000), net.describe()

@@ -108,8 +108,9 @@ class Api:
             return json_response(200, shown)
         if where.operation is Operation.CLUSTER_LEAVE:
             return self.leave.request(request, now_ms, actions)
-        if where.operation is Operation.ENQUEUE and (refusal := self.leave.refusal()):
-            raise refusal
+        refusal = self.leave.refusal()
+        if refusal is not None and (where.operation is Operation.ENQUEUE or self.leave.has_left):
+            raise refusal  # (a node that left holds no task: every member's answer counts)
         if where.operation is Operation.DESTINATIONS:
             return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
         if where.operation is Operation.DESTINATION_LIFT:

@@ -78,6 +78,10 @@ class Leave:
         return self.step is not LeaveStep.MEMBER
 
     @property
+    def has_left(self) -> bool:
+        return self.step is LeaveStep.LEFT
+
+    @property
     def holds_deliveries(self) -> bool:
         """Starts no delivery: its copies are handed off, and it must not fire beside them."""
         return self.step in (LeaveStep.DRAINING, LeaveStep.REMOVING, LeaveStep.LEFT)
