@@ -170,3 +170,11 @@ def test_the_body_names_this_node_or_nothing(body: object, status: int, words: s
 def test_leave_is_a_post() -> None:
     cluster = Cluster([A, B, C], CONFIG)
     assert cluster.call(C, "GET", "/_cluster/leave").status == 405
+
+
+def test_a_malformed_enqueue_to_a_leaving_node_still_gets_its_400() -> None:
+    # Found by the simulator (tests/test_sim_leave.py, seed 3): it answered 503.
+    cluster = Cluster([A, B, C], CONFIG)
+    assert cluster.call(C, "POST", "/_cluster/leave").status == 202
+    reply = cluster.call(C, "POST", "/q", {"url": "ftp://r0.sim/hook"})
+    assert reply.status == 400, reply.body

@@ -108,9 +108,12 @@ class Api:
             return json_response(200, shown)
         if where.operation is Operation.CLUSTER_LEAVE:
             return self.leave.request(request, now_ms, actions)
-        refusal = self.leave.refusal()
-        if refusal is not None and (where.operation is Operation.ENQUEUE or self.leave.has_left):
-            raise refusal  # (a node that left holds no task: every member's answer counts)
+        if self.leave.has_left and where.operation is not Operation.ENQUEUE:
+            # A node that left holds no task: only the members' answers count. (An enqueue is
+            # parsed first, and refused by the coordinator: bad input gets its 4xx.)
+            refusal = self.leave.refusal()
+            assert refusal is not None
+            raise refusal
         if where.operation is Operation.DESTINATIONS:
             return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
         if where.operation is Operation.DESTINATION_LIFT:

@@ -111,6 +111,7 @@ class Node:
             deliver_locally=self._replica_message,
         )
         self.leave = Leave(self.core, self.repair, self.coordinator)
+        self.coordinator.enqueue_refusal = self.leave.refusal
         self.api = Api(self.core, self.coordinator, self.store, self.repair, leave=self.leave)
         self.tasks.on_copy_ended = self._copy_ended
 
