@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from miyamoto.logic.config import NodeConfig
-from miyamoto.logic.events import PeerMessageReceived
+from miyamoto.logic.events import DeliveryResponded, PeerMessageReceived
 from miyamoto.logic.leave import LeaveStep
 from miyamoto.logic.replica_messages import StoreAck, StoreCopy
 
@@ -178,3 +178,19 @@ def test_a_malformed_enqueue_to_a_leaving_node_still_gets_its_400() -> None:
     assert cluster.call(C, "POST", "/_cluster/leave").status == 202
     reply = cluster.call(C, "POST", "/q", {"url": "ftp://r0.sim/hook"})
     assert reply.status == 400, reply.body
+
+
+def test_a_task_that_finishes_while_its_copy_is_handed_off_is_no_longer_awaited() -> None:
+    # Found by the simulator: a delivery answered while the new copy's acknowledgement was
+    # still on its way left the hand-off awaiting a copy of a finished task.
+    cluster = Cluster([A, B, C], CONFIG)
+    _enqueue_many(cluster, 12, countdown=0)
+    on_c = [d for d in cluster.deliveries if d.node == C]
+    assert on_c
+    cluster.request(C, "POST", "/_cluster/leave")  # its copies go out; nothing answered yet
+    leaving = cluster.nodes[C].leave
+    assert leaving.unconfirmed
+    for d in on_c:  # (the driver checks every invariant after each event)
+        cluster.feed(C, DeliveryResponded(delivery_id=d.action.delivery_id, status=200))
+    cluster.settle()
+    assert leaving.step is LeaveStep.REMOVING and not leaving.unconfirmed

@@ -190,6 +190,11 @@ class Leave:
             if not self.unconfirmed:
                 self._scan_due = True  # (count again now rather than at the next retry)
 
+    def forget(self, queue: str, task_id: str) -> None:
+        """The copy here finished or was dropped: it needs no copies elsewhere any more."""
+        if self.unconfirmed.pop((queue, task_id), None) is not None and not self.unconfirmed:
+            self._scan_due = True
+
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
             self._scan_due = True

@@ -256,6 +256,7 @@ class Node:
     def _copy_ended(self, task: Task) -> None:
         self.syncs.forget(task.queue, task.id)
         self.repair.forget(task.queue, task.id)
+        self.leave.forget(task.queue, task.id)
 
     # -- around every event ----------------------------------------------------------------------
 
