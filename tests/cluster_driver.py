@@ -82,6 +82,26 @@ class FixedMembership:
     def view(self) -> Any:
         raise NotImplementedError("not needed by these tests")
 
+    # Leaving: the test plays the leader (it removes the node with `set_members`).
+    leaving = False
+    asked_removal = False
+    """The node said its copies are handed off: the leader may remove it now."""
+
+    @property
+    def has_left(self) -> bool:
+        return self.leaving and self.self_id not in self.members
+
+    def leave_refusal(self) -> str | None:
+        return None
+
+    def start_leaving(self, now_ms: int) -> list[Outgoing]:
+        self.leaving = True
+        return []
+
+    def handed_off(self, now_ms: int) -> list[Outgoing]:
+        self.asked_removal = True
+        return []
+
 
 @dataclass
 class Delivery:

@@ -81,6 +81,7 @@ def test_every_operation_has_a_scope_and_only_health_is_open() -> None:
         Operation.DESTINATIONS: Scope.ADMIN,
         Operation.DESTINATION_LIFT: Scope.ADMIN,
         Operation.QUEUES: Scope.READ,
+        Operation.CLUSTER_LEAVE: Scope.ADMIN,
     }
 
 

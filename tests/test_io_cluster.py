@@ -84,6 +84,8 @@ async def until(condition: Callable[[], Awaitable[bool]], *, poll_s: float = 0.1
 class LocalCluster:
     log_dir: Path
     nodes: list[NodeProcess] = field(default_factory=list)
+    extra_args: tuple[str, ...] = ()
+    """More options for every node's command line."""
 
     async def start_node(self, seed: NodeProcess | None = None) -> NodeProcess:
         port = free_port()
@@ -91,6 +93,7 @@ class LocalCluster:
         command += ["--port", str(port), "--replica-delay", str(REPLICA_DELAY_S), "--in-memory"]
         if seed is not None:
             command += ["--seed", seed.node_id]
+        command += self.extra_args
         log_path = self.log_dir / f"node-{port}.log"
         log_file = log_path.open("wb")
         process = await trio.lowlevel.open_process(

@@ -102,6 +102,9 @@ class DaemonOptions:
     physical memory)."""
     drain_timeout_s: float = 10.0
     """On SIGTERM or Ctrl-C, how long deliveries under way may take to finish (io/drain.py)."""
+    leave_on_exit: bool = False
+    """--leave-on-exit: on SIGINT/SIGTERM leave the cluster for good before stopping."""
+    leave_timeout_s: float = 60.0
 
     @property
     def node_id(self) -> str:
@@ -180,6 +183,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DaemonOptions:
             args.max_task_bytes if args.max_task_bytes is not None else default_task_bytes()
         ),
         drain_timeout_s=args.drain_timeout,
+        leave_on_exit=args.leave_on_exit,
+        leave_timeout_s=args.leave_timeout,
     )
     timing_error = _timing_error(options)
     if timing_error is not None:
@@ -302,6 +307,19 @@ def _parser() -> argparse.ArgumentParser:
         default=10.0,
         help="on SIGTERM or Ctrl-C, how long requests and deliveries under way may take to "
         "finish before the node exits (default 10; a second signal exits at once)",
+    )
+    parser.add_argument(
+        "--leave-on-exit",
+        action="store_true",
+        help="on SIGINT or SIGTERM, leave the cluster for good before stopping: hand this "
+        "node's copies to the other members, then ask the leader to remove it (docs/cluster.md)",
+    )
+    parser.add_argument(
+        "--leave-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=60.0,
+        help="with --leave-on-exit: stop anyway after this long (default 60)",
     )
     parser.add_argument("--version", action="version", version=f"miyamoto {__version__}")
     _add_operations_arguments(parser)

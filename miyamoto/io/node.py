@@ -50,6 +50,7 @@ from .http_server import (
     open_api_listeners,
     serve_api,
 )
+from .leave_on_exit import ApiAsk, leave_before_exit
 from .logs import configure_logging
 from .metrics import NodeMetrics
 from .node_watch import NodeWatch
@@ -102,6 +103,7 @@ async def serve_node(
     durable: OpenedDataDir | None = None,
     more_seeds: tuple[str, ...] = (),
     drain: Drain | None = None,
+    on_api: Callable[[ApiAsk], None] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a node on `bind` (default `config.node_id`, host:port) until cancelled;
@@ -118,6 +120,7 @@ async def serve_node(
     `durable`: the opened data directory (the caller closes it); None keeps nothing on disk.
     `more_seeds`: nodes to join through besides `config.seed_id`.
     `drain`: once `drain.requested` is set, the node drains (drain.py) and this returns.
+    `on_api` is given the node's API as this process asks it (no token check): `--leave-on-exit`.
     Raises NodeCrashed (in an exception group) when the node raised.
     """
     address = bind or split_node_id(config.node_id)
@@ -188,6 +191,8 @@ async def serve_node(
         gate=gate,
     )
     peer_endpoint = PeerEndpoint(runtime.feed, verifier=verifier)
+    if on_api is not None:
+        on_api(runtime.handle_api_request)
     if on_peer_endpoint is not None:
         on_peer_endpoint(peer_endpoint)
     peer_handler = PeerHandler(claims=is_peer_request, answer=peer_endpoint.answer)
@@ -315,6 +320,7 @@ async def _serve_until_signal(
 ) -> int:
     send_reload, receive_reload = trio.open_memory_channel[QueuesConfig](1)
     drain = Drain(timeout_s=options.drain_timeout_s)
+    own_api: list[ApiAsk] = []
     serve = partial(
         serve_node,
         config,
@@ -328,6 +334,7 @@ async def _serve_until_signal(
         durable=durable,
         more_seeds=options.seed_ids[1:],
         drain=drain,
+        on_api=own_api.append,
     )
 
     async def serve_then_stop(*, task_status: trio.TaskStatus[int]) -> None:
@@ -375,6 +382,10 @@ async def _serve_until_signal(
                     continue
                 if not drain.requested.is_set():
                     log.info("%s, shutting down: draining (send it again to stop at once)", name)
+                    if options.leave_on_exit:
+                        # Leaving first: the copies go to the other members while this node
+                        # still serves them; then the drain finishes what is under way.
+                        await leave_before_exit(own_api[0], timeout_s=options.leave_timeout_s)
                     drain.requested.set()
                     continue
                 # What was acknowledged is committed already; outcomes not yet are made again.

@@ -17,6 +17,7 @@ from .destination_holds import destinations_json, parse_destination
 from .enqueue_parse import validate_queue_name
 from .errors import ClientError
 from .http import HttpRequest, HttpResponse, error_response, json_response
+from .leave import Leave
 from .pending import PendingCancel, PendingEnqueue, PendingQuery
 from .pending_queue import PendingQueueCommand, PendingQueueInfo, PendingRerun
 from .queue_listing import PendingQueueList, list_queues
@@ -60,8 +61,11 @@ class Api:
         coordinator: Coordinator,
         store: ReplicaStore,
         repair: Repair,
+        *,
+        leave: Leave,
     ) -> None:
         self.core = core
+        self.leave = leave
         self.coordinator = coordinator
         self.store = store
         self.repair = repair
@@ -107,7 +111,19 @@ class Api:
         if where.operation is Operation.CLUSTER:
             view = core.membership.view()
             under = len(self.repair.under_replicated)
-            return json_response(200, cluster_json(view, len(core.tasks), under))
+            shown = cluster_json(view, len(core.tasks), under)
+            leave = self.leave.progress_json()
+            if leave is not None:
+                shown["leave"] = leave
+            return json_response(200, shown)
+        if where.operation is Operation.CLUSTER_LEAVE:
+            return self.leave.request(request, now_ms, actions)
+        if self.leave.has_left and where.operation is not Operation.ENQUEUE:
+            # A node that left holds no task: only the members' answers count. (An enqueue is
+            # parsed first, and refused by the coordinator: bad input gets its 4xx.)
+            refusal = self.leave.refusal()
+            assert refusal is not None
+            raise refusal
         if where.operation is Operation.DESTINATIONS:
             return json_response(200, destinations_json(core.queues.holds(now_ms), now_ms))
         if where.operation is Operation.DESTINATION_LIFT:
@@ -210,6 +226,7 @@ class Api:
                 | Operation.DESTINATIONS
                 | Operation.DESTINATION_LIFT
                 | Operation.QUEUES
+                | Operation.CLUSTER_LEAVE
             ):
                 raise AssertionError("answered above")
             case _:

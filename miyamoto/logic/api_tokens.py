@@ -126,6 +126,7 @@ def required_scope(route: Route) -> Scope | None:
             | Operation.QUEUE_COMMAND
             | Operation.DESTINATIONS
             | Operation.DESTINATION_LIFT
+            | Operation.CLUSTER_LEAVE
         ):
             return Scope.ADMIN
         case _:

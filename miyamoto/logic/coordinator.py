@@ -67,6 +67,9 @@ class Coordinator:
         """API request id -> the StoreCopy refs it sent, so that an enqueue that ends forgets
         its own without a look at anyone else's."""
         self._next_ref = 1
+        self.enqueue_refusal: Callable[[], ClientError | None] = lambda: None
+        """Why this node takes no enqueue now, besides not being a member (it is leaving the
+        cluster: logic/leave.py)."""
 
     def acks_awaited(self) -> int:
         """Copies sent by enqueues still waiting whose acknowledgement has not come."""
@@ -100,6 +103,8 @@ class Coordinator:
         specs = [self._allowed(spec) for spec in parsed_specs]
         if isinstance(parsed, TaskSpec) and isinstance(specs[0], ClientError):
             raise specs[0]
+        if (refusal := self.enqueue_refusal()) is not None:
+            raise refusal  # (after the parse: bad input gets its 4xx)
         if not core.is_member:
             raise core.not_a_member()
         pending = PendingEnqueue(

@@ -178,6 +178,16 @@ class VoteResponse:
     granted: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaveRequest:
+    """`member` is leaving the cluster for good (`POST /_cluster/leave`), sent to its leader
+    until it is removed. The leader places no new copies on it; once `handed_off` (every copy
+    it holds has its R copies on the other members) the leader removes it (docs/cluster.md)."""
+
+    member: Member
+    handed_off: bool
+
+
 MembershipMessage: TypeAlias = (
     JoinRequest
     | JoinRedirect
@@ -187,6 +197,7 @@ MembershipMessage: TypeAlias = (
     | PreVoteResponse
     | VoteRequest
     | VoteResponse
+    | LeaveRequest
 )
 MEMBERSHIP_MESSAGE_TYPES: Final = (
     JoinRequest,
@@ -197,6 +208,7 @@ MEMBERSHIP_MESSAGE_TYPES: Final = (
     PreVoteResponse,
     VoteRequest,
     VoteResponse,
+    LeaveRequest,
 )
 """For `isinstance(message, MEMBERSHIP_MESSAGE_TYPES)`: route a message to the membership."""
 

@@ -40,6 +40,7 @@ from .events import (
     QueuesReconfigured,
     TimerExpired,
 )
+from .leave import Leave
 from .local_tasks import WAITING, LocalTasks, TaskChanges, is_primary
 from .membership import Membership
 from .messages import MEMBERSHIP_MESSAGE_TYPES, Envelope
@@ -113,7 +114,9 @@ class Node:
             store_copy=self._store_copy,
             deliver_locally=self._replica_message,
         )
-        self.api = Api(self.core, self.coordinator, self.store, self.repair)
+        self.leave = Leave(self.core, self.repair, self.coordinator)
+        self.coordinator.enqueue_refusal = self.leave.refusal
+        self.api = Api(self.core, self.coordinator, self.store, self.repair, leave=self.leave)
         self.tasks.on_copy_ended = self._copy_ended
         self.tasks.on_queue_settled = self._queue_settled
         self.queues.pending_copies = self.tasks.pending_copies
@@ -179,6 +182,8 @@ class Node:
         return actions
 
     def next_deadline_ms(self) -> int | None:
+        if self.leave.holds_deliveries:
+            return self._deadline_leaving_ms()
         deadlines = [
             self.tasks.store.next_expiry_ms(),
             self.membership.next_deadline_ms(),
@@ -188,9 +193,24 @@ class Node:
             self.queues.next_wake_ms(self._now_ms),
             *self.api.deadlines_ms(),
             *self.syncs.deadlines_ms(),
+            *self.leave.deadlines_ms(),
             # Due tasks move into their queue's line even when no slot is free (they claim
             # there).
             self.tasks.timers.next_due_ms(),
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def _deadline_leaving_ms(self) -> int | None:
+        """As `next_deadline_ms`, without the due copies and queue lines: a node whose copies
+        are handed off starts no delivery, so they would be due at once, forever."""
+        deadlines = [
+            self.tasks.store.next_expiry_ms(),
+            self.membership.next_deadline_ms(),
+            self.repair.retry_at_ms,
+            self.dispatcher.claims_renew_at_ms,
+            *self.api.deadlines_ms(),
+            *self.syncs.deadlines_ms(),
+            *self.leave.deadlines_ms(),
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -233,6 +253,7 @@ class Node:
         self.syncs.check_invariants()
         self.repair.check_invariants()
         self.coordinator.check_invariants(self.api.enqueue_waiting)
+        self.leave.check_invariants()
 
     # -- the seams the simulator's canaries bend ------------------------------------------------
 
@@ -247,6 +268,7 @@ class Node:
     def _copy_ended(self, task: Task) -> None:
         self.syncs.forget(task.queue, task.id)
         self.repair.forget(task.queue, task.id)
+        self.leave.forget(task.queue, task.id)
 
     def _queue_settled(self, queue: str) -> None:
         self.queues.note_maybe_idle(queue)
@@ -260,6 +282,7 @@ class Node:
         self.syncs.on_timer(now_ms, actions)
         self.repair.on_timer(now_ms, actions)
         self.dispatcher.on_timer(now_ms, actions)
+        self.leave.on_timer(now_ms, actions)
 
     def _after(self, now_ms: int, actions: list[Action]) -> None:
         self._sync_members(now_ms, actions)
@@ -268,7 +291,9 @@ class Node:
         self.syncs.note_standing(was_member=core.is_member or bool(core.members))
         if core.standing:
             self.repair.heal(now_ms, actions)
-        self.dispatcher.start_due_deliveries(now_ms, actions)
+        self.leave.after(now_ms, actions)
+        if not self.leave.holds_deliveries:
+            self.dispatcher.start_due_deliveries(now_ms, actions)
         self.syncs.ask_pending(now_ms, actions)
 
     def _sync_members(self, now_ms: int, actions: list[Action]) -> None:
@@ -304,6 +329,8 @@ class Node:
     ) -> None:
         core, store, tell = self.core, self.store, self.core.tell
         match message:
+            case StoreCopy() if self.leave.active:
+                pass  # leaving: it takes no new copy (no answer, as from a node removed)
             case StoreCopy() if not core.is_member or not self.membership.in_standing(now_ms):
                 # A restarted process not let in yet (the member list names the process before
                 # it), or a node that may have been removed: a copy here would not be one the
@@ -316,6 +343,7 @@ class Node:
                 tell(sender, ack, actions)
             case StoreAck():
                 self.repair.acknowledged(sender, message.queue, message.task_id)
+                self.leave.acknowledged(sender, message)
                 settled = self.coordinator.acknowledged(sender, message, self.api.enqueue_waiting)
                 if settled is not None:
                     self.api.reply(settled, now_ms, actions)

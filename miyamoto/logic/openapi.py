@@ -24,6 +24,7 @@ from .openapi_parts import (
     TASK_ID_PATTERN,
     Schema,
     array_of,
+    described,
     error,
     json_body,
     nullable,
@@ -34,7 +35,7 @@ from .openapi_parts import (
     reply,
     responses,
 )
-from .openapi_schemas import HOLD, component_schemas
+from .openapi_schemas import HOLD, component_schemas, leave_answer
 from .queue_ops import LISTING_LIMIT_DEFAULT
 from .routes import QUEUE_COMMANDS
 
@@ -109,6 +110,40 @@ def _paths(limits: Limits) -> dict[str, Schema]:
             "get": {
                 "summary": "This node's view of the cluster",
                 "responses": responses(json_body(ref("Cluster"), "Members, leader, term, epoch.")),
+            }
+        },
+        "/_cluster/leave": {
+            "post": {
+                "summary": "Leave the cluster for good (this node), handing its copies off first",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON_CONTENT_TYPE: {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "node": described(
+                                        STRING, "This node's id; any other is refused."
+                                    )
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    **responses(
+                        leave_answer("It has left (the leader removed it)."),
+                        e400="The body names another node, or is not such an object.",
+                        e409="Fewer reachable members than replicas would stay.",
+                        e413="The body is over 1024 bytes.",
+                        e503="Not a member, or no leader heard.",
+                    ),
+                    "202": leave_answer(
+                        "Leaving: copies being handed off, deliveries drained, or waiting for "
+                        "the leader to remove it. Ask again (or GET /_cluster) for progress."
+                    ),
+                },
             }
         },
         "/_peer": {

@@ -15,6 +15,7 @@ from .openapi_parts import (
     Schema,
     array_of,
     described,
+    json_body,
     nullable,
     obj,
     ref,
@@ -324,7 +325,7 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
                 "node": STRING,
                 "role": {
                     "type": "string",
-                    "enum": ["joining", "follower", "pre_candidate", "candidate", "leader"],
+                    "enum": ["joining", "follower", "pre_candidate", "candidate", "leader", "left"],
                 },
                 "leader": nullable(STRING),
                 "term": INTEGER,
@@ -339,6 +340,9 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
             {
                 "copies_held": INTEGER,
                 "under_replicated": INTEGER,
+                "leave": described(
+                    LEAVE, "Only while the node leaves or after it left (POST /_cluster/leave)."
+                ),
                 "stats": {"type": "object", "additionalProperties": INTEGER},
                 "peer_endpoint": described(
                     obj(
@@ -356,6 +360,29 @@ def component_schemas(limits: Limits, config: NodeConfig) -> dict[str, Schema]:
             },
         ),
     }
+
+
+LEAVE: Schema = obj(
+    {
+        "state": {"enum": ["leaving", "left"]},
+        "step": {"enum": ["handing_off", "draining", "removing", "left"]},
+        "copies_to_hand_off": described(
+            INTEGER, "Pending copies here whose task still lacks copies on the others."
+        ),
+        "copies_awaiting_ack": INTEGER,
+        "deliveries_in_flight": INTEGER,
+    },
+    {"copies_sent": INTEGER, "started": nullable(NUMBER)},
+)
+"""How far `POST /_cluster/leave` got (docs/cluster.md, "Leaving a cluster")."""
+
+
+def leave_answer(description: str) -> Schema:
+    """The answer of `POST /_cluster/leave`: its progress, with the node and a status."""
+    answer = obj({"status": {"enum": ["leaving", "left"]}, "node": STRING})
+    answer["required"] = [*answer["required"], *LEAVE["required"]]
+    answer["properties"] = {**answer["properties"], **LEAVE["properties"]}
+    return json_body(answer, description)
 
 
 HOLD: Schema = obj(

@@ -28,6 +28,7 @@ from .messages import (
     HeartbeatAck,
     JoinRedirect,
     JoinRequest,
+    LeaveRequest,
     PeerMessage,
     PreVoteRequest,
     PreVoteResponse,
@@ -393,5 +394,6 @@ _CHECKS: Final[dict[type[Any], Callable[[Any, Limits], None]]] = {
     PreVoteResponse: _membership,
     VoteRequest: _membership,
     VoteResponse: _membership,
+    LeaveRequest: _membership,
 }
 """Every message type; a test checks that none is missing."""

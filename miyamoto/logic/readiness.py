@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .membership import ClusterView
+from .membership import ClusterView, Role
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +24,15 @@ class Readiness:
 def readiness(view: ClusterView, *, store_problem: str | None = None) -> Readiness:
     """`store_problem`: why the node's last write to its store failed (None: it succeeded, or
     the node keeps no store)."""
+    if view.role is Role.LEFT:
+        return Readiness(
+            ready=False, reason="left the cluster (POST /_cluster/leave): it takes no tasks"
+        )
+    if view.leaving:
+        return Readiness(
+            ready=False,
+            reason="leaving the cluster (POST /_cluster/leave): handing its copies to the others",
+        )
     if view.self_id not in view.member_ids:
         return Readiness(
             ready=False, reason="not a cluster member yet: joining through its seed node"

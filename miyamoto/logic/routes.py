@@ -21,6 +21,7 @@ class Operation(enum.Enum):
     DESTINATIONS = "destinations"
     DESTINATION_LIFT = "destination_lift"
     QUEUES = "queues"
+    CLUSTER_LEAVE = "cluster_leave"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +41,7 @@ _NODE_PATHS: dict[str, tuple[str, Operation]] = {
     "_cluster": ("GET", Operation.CLUSTER),
     "_destinations": ("GET", Operation.DESTINATIONS),
     "_queues": ("GET", Operation.QUEUES),
+    "_cluster/leave": ("POST", Operation.CLUSTER_LEAVE),
 }
 """The node's own paths (they start with `_`, which queue names may not)."""
 

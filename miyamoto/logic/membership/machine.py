@@ -29,6 +29,7 @@ from ..messages import (
     HeartbeatAck,
     JoinRedirect,
     JoinRequest,
+    LeaveRequest,
     Member,
     MemberList,
     MembershipMessage,
@@ -55,6 +56,14 @@ and adopting it would leave this node unable to count one further (see docs/clus
 TERM_MAX: Final = 2**53
 """The bound for a node that knows no cluster yet (and so no term to step from): far below
 2**64-1, so a term or epoch taken from anyone can always be counted up."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Leaving:
+    """A member that asked its leader to let it leave."""
+
+    incarnation: int
+    handed_off: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +140,16 @@ class Membership:
         self._join_attempts = 0
         self._join_hint: str | None = None
 
+        self._leaving = False
+        """This node is leaving for good: it stands for no election and asks its leader to
+        remove it (`start_leaving`)."""
+        self._handed_off = False
+        """Its copies are on the other members: the leader may remove it now."""
+        self._leave_due_ms: int | None = None
+        """When it next tells its leader it is leaving."""
+        self._leaving_members: dict[str, _Leaving] = {}
+        """As the leader: the members that asked to leave."""
+
         self._term_floor = 0
         self._epoch_floor = 0
         if seed_id == self_id:
@@ -143,6 +162,8 @@ class Membership:
         assert isinstance(envelope.message, MEMBERSHIP_MESSAGE_TYPES), envelope.message
         self._advance(now_ms)
         self._stats.received += 1
+        if self._role is Role.LEFT:
+            return self._drop("dropped_not_member")  # we left: nothing concerns us any more
         if self._out_of_range(envelope):
             self._stats.dropped_out_of_range += 1
             return []
@@ -156,11 +177,15 @@ class Membership:
         match self._role:
             case Role.LEADER:
                 out = self._tick_leader(now_ms) if now_ms >= self._heartbeat_due_ms else []
+            case Role.FOLLOWER | Role.PRE_CANDIDATE | Role.CANDIDATE if self._leaving:
+                out = self._tell_leader_leaving(now_ms)
             case Role.FOLLOWER | Role.PRE_CANDIDATE | Role.CANDIDATE:
                 out = self._start_pre_vote(now_ms) if now_ms >= self._election_deadline_ms else []
             case Role.JOINING:
                 due = self._join_due_ms is not None and now_ms >= self._join_due_ms
                 out = self._send_join(now_ms) if due else []
+            case Role.LEFT:
+                out = []
             case _:
                 assert_never(self._role)
         self._check_invariants()
@@ -170,10 +195,14 @@ class Membership:
         match self._role:
             case Role.LEADER:
                 return self._heartbeat_due_ms
+            case Role.FOLLOWER | Role.PRE_CANDIDATE | Role.CANDIDATE if self._leaving:
+                return self._leave_due_ms
             case Role.FOLLOWER | Role.PRE_CANDIDATE | Role.CANDIDATE:
                 return self._election_deadline_ms
             case Role.JOINING:
                 return self._join_due_ms
+            case Role.LEFT:
+                return None
             case _:
                 assert_never(self._role)
 
@@ -198,6 +227,9 @@ class Membership:
         """
         self._advance(now_ms)
         self._stats.received += 1
+        if self._role is Role.LEFT:
+            self._stats.dropped_not_member += 1
+            return False
         if self._out_of_range(envelope):
             self._stats.dropped_out_of_range += 1
             return False
@@ -233,6 +265,7 @@ class Membership:
             has_leader=has_leader,
             in_majority=has_leader and self._latest.has(self._id, self._incarnation),
             stats=dataclasses.replace(self._stats),
+            leaving=self._leaving and self._role is not Role.LEFT,
         )
 
     @property
@@ -300,6 +333,103 @@ class Membership:
     @property
     def incarnation(self) -> int:
         return self._incarnation
+
+    # -- leaving the cluster for good (docs/cluster.md, "Leaving a cluster") --------------------
+
+    @property
+    def leaving(self) -> bool:
+        """`start_leaving` was called and the node has not left yet."""
+        return self._leaving and self._role is not Role.LEFT
+
+    @property
+    def has_left(self) -> bool:
+        """The leader removed this node after it asked to leave: it is a member no more."""
+        return self._role is Role.LEFT
+
+    def leave_refusal(self) -> str | None:
+        """Why this node cannot start leaving now (None: it can)."""
+        if self._role is Role.LEFT or self._leaving:
+            return None  # (already under way: starting again changes nothing)
+        if self._role is Role.JOINING or not self._latest.has(self._id, self._incarnation):
+            return "this node is not a cluster member"
+        if self._role in (Role.PRE_CANDIDATE, Role.CANDIDATE) or not self._has_leader(
+            self._now_ms
+        ):
+            return "this node hears no leader (an election is under way, or a majority is cut off)"
+        return None
+
+    def start_leaving(self, now_ms: int) -> list[Outgoing]:
+        """This member leaves for good. It stands for no election from now on (a leader steps
+        down first: the others elect one among themselves) and tells its leader, so that no new
+        copies are placed on it. It is removed only after `handed_off`."""
+        self._advance(now_ms)
+        if self._leaving:
+            return []
+        assert self._role in (Role.LEADER, Role.FOLLOWER), self._role
+        assert self._latest.has(self._id, self._incarnation), self._latest
+        self._leaving = True
+        if self._role is Role.LEADER:
+            self._leader = None
+            self._heard_leader_ms = _NEVER_MS
+            self._become_follower(now_ms)
+        self._leave_due_ms = now_ms
+        out = self._tell_leader_leaving(now_ms)
+        self._check_invariants()
+        return out
+
+    def handed_off(self, now_ms: int) -> list[Outgoing]:
+        """Every copy this node held is on the other members: the leader may remove it."""
+        assert self._leaving, "handed_off before start_leaving"
+        self._advance(now_ms)
+        self._handed_off = True
+        if self._role is Role.LEFT:
+            return []
+        self._leave_due_ms = now_ms
+        out = self._tell_leader_leaving(now_ms)
+        self._check_invariants()
+        return out
+
+    def _tell_leader_leaving(self, now_ms: int) -> list[Outgoing]:
+        """Until removed, a leaving node tells its leader every heartbeat interval (a new
+        leader knows nothing of it)."""
+        if self._leave_due_ms is None or now_ms < self._leave_due_ms:
+            return []
+        self._leave_due_ms = now_ms + self._timing.heartbeat_interval_ms
+        leader = self._leader
+        if leader is None or leader == self._id or not self._has_leader(now_ms):
+            return []
+        return [self._send(leader, LeaveRequest(member=self._me, handed_off=self._handed_off))]
+
+    def _on_leave_request(self, env: Envelope, msg: LeaveRequest, now_ms: int) -> list[Outgoing]:
+        if msg.member != Member(id=env.sender, incarnation=env.incarnation):
+            return self._drop("dropped_malformed")
+        if not self._latest.has(env.sender, env.incarnation):
+            # Removed already (or never a member): show it the lists, so that it learns it
+            # has left once its removal is acknowledged.
+            return [self._heartbeat_to(env.sender, now_ms)]
+        self._heard_ms[env.sender] = now_ms
+        known = self._leaving_members.get(env.sender)
+        if known is None:
+            self._stats.leaves_requested += 1
+        handed_off = msg.handed_off or (known is not None and known.handed_off)
+        self._leaving_members[env.sender] = _Leaving(
+            incarnation=env.incarnation, handed_off=handed_off
+        )
+        return self._broadcast(now_ms) if self._leader_progress(now_ms) else []
+
+    def _become_left(self, committed: MemberList) -> list[Outgoing]:
+        """The leader's acknowledged list no longer names us: we have left."""
+        self._role = Role.LEFT
+        self._latest = committed
+        self._committed = committed
+        self._leader = None
+        self._heard_leader_ms = _NEVER_MS
+        self._leave_due_ms = None
+        self._unreachable = ()
+        self._pre_votes.clear()
+        self._votes.clear()
+        self._clear_leader_state()
+        return []
 
     # -- durability (docs/durability.md) ---------------------------------------------------------
 
@@ -449,6 +579,8 @@ class Membership:
 
     def _step(self, env: Envelope, msg: MembershipMessage, now_ms: int) -> list[Outgoing]:
         match self._role:
+            case Role.LEFT:
+                raise AssertionError("a node that left handles no message")
             case Role.LEADER:
                 return self._step_leader(env, msg, now_ms)
             case Role.FOLLOWER:
@@ -468,6 +600,8 @@ class Membership:
                 return self._on_heartbeat_ack(env, msg, now_ms)
             case JoinRequest():
                 return self._admit_joiner(env, msg, now_ms)
+            case LeaveRequest():
+                return self._on_leave_request(env, msg, now_ms)
             case PreVoteRequest():
                 out = self._on_pre_vote_request(env, msg, now_ms)
                 if not self._latest.has(env.sender, env.incarnation):
@@ -497,8 +631,8 @@ class Membership:
                 return self._on_vote_request(env, msg, now_ms)
             case JoinRedirect():
                 return self._ask_leader_to_confirm(msg)
-            case HeartbeatAck() | PreVoteResponse() | VoteResponse():
-                return self._drop("dropped_stale")
+            case HeartbeatAck() | PreVoteResponse() | VoteResponse() | LeaveRequest():
+                return self._drop("dropped_stale")  # (a leave goes to the leader; it retries)
             case _:
                 assert_never(msg)
 
@@ -518,7 +652,7 @@ class Membership:
                 return self._drop("joins_dropped")  # no leader to forward it to
             case JoinRedirect():
                 return self._ask_leader_to_confirm(msg)
-            case HeartbeatAck():
+            case HeartbeatAck() | LeaveRequest():
                 return self._drop("dropped_stale")
             case _:
                 assert_never(msg)
@@ -538,7 +672,7 @@ class Membership:
                 return self._on_vote_request(env, msg, now_ms)
             case JoinRequest():
                 return self._drop("joins_dropped")
-            case HeartbeatAck() | PreVoteResponse() | VoteResponse():
+            case HeartbeatAck() | PreVoteResponse() | VoteResponse() | LeaveRequest():
                 return self._drop("dropped_stale")
             case _:
                 assert_never(msg)
@@ -556,6 +690,17 @@ class Membership:
         self._heard_leader_ms = now_ms
         if self._cluster_id == 0:
             self._cluster_id = env.cluster_id
+        if self._leaving and not msg.latest.has(self._id, self._incarnation):
+            # Our removal: we have left once a majority acknowledged it (a leader that wins
+            # before that may still list us, and we would still be a member); until then we
+            # keep our lists, and tell the leader again.
+            committed = msg.committed or msg.latest
+            if committed.version > self._committed.version and not committed.has(
+                self._id, self._incarnation
+            ):
+                return self._become_left(committed)
+            self._unreachable = msg.unreachable
+            return []
         # Only newer versions: a reordered older heartbeat must not roll back what we
         # acknowledged (the leader may have counted it towards a majority).
         if msg.latest.version > self._latest.version:
@@ -735,6 +880,7 @@ class Membership:
         self._heard_ms = {peer: now_ms for peer in self._latest.ids if peer != self._id}
         self._acked = {}
         self._pending_joins = {}
+        self._leaving_members = {}
         self._stats.elections_won += 1
         self._leader_progress(now_ms)
         return self._broadcast(now_ms)
@@ -816,7 +962,13 @@ class Membership:
         unreachable = tuple(
             peer
             for peer in self._latest.ids
-            if peer != self._id and now_ms - self._heard_ms.get(peer, _NEVER_MS) >= window
+            if peer != self._id
+            and (
+                now_ms - self._heard_ms.get(peer, _NEVER_MS) >= window
+                # A leaving member takes no new copies: placement skips it as it skips
+                # the unreachable, and nobody waits for its answers.
+                or peer in self._leaving_members
+            )
         )
         committed = None if self._committed == self._latest else self._committed
         return Heartbeat(latest=self._latest, committed=committed, unreachable=unreachable)
@@ -869,6 +1021,9 @@ class Membership:
             epoch=self._latest.epoch + 1, epoch_term=self._term, members=members
         )
         if removed is not None:
+            if removed in self._leaving_members:
+                self._stats.members_left += 1
+            self._leaving_members.pop(removed, None)
             self._heard_ms.pop(removed, None)
             self._acked.pop(removed, None)
             self._removed_to_tell.append(removed)
@@ -895,6 +1050,14 @@ class Membership:
             return tuple(m for m in current if m.id != peer)
 
         removals = [
+            # A member that asked to leave and handed its copies off (only then: removing it
+            # earlier would leave tasks short of copies).
+            m.id
+            for m in current
+            if (leaving := self._leaving_members.get(m.id)) is not None
+            and leaving.handed_off
+            and leaving.incarnation == m.incarnation
+        ] + [
             # A restarted process asks to join under the id of a member we no longer hear:
             # the old incarnation is gone for good.
             m.id
@@ -958,6 +1121,7 @@ class Membership:
         self._acked = {}
         self._pending_joins = {}
         self._removed_to_tell = []
+        self._leaving_members = {}
 
     # -- joining --------------------------------------------------------------------------------
 
@@ -1078,8 +1242,13 @@ class Membership:
         self._epoch_floor = self._committed.epoch
         assert self._committed.version <= self._latest.version, (self._committed, self._latest)
         assert self._latest.problem() is None, self._latest
-        if self._role is not Role.JOINING:
+        if self._role not in (Role.JOINING, Role.LEFT):
             assert self._latest.has(self._id, self._incarnation), (self._role, self._latest)
+        if self._role is Role.LEFT:
+            assert self._leaving and not self._committed.has(self._id, self._incarnation)
+        if self._leaving and self._role is not Role.LEFT:
+            # A leaving node stands for no election, so it never leads again.
+            assert self._role is not Role.LEADER and self._role is not Role.CANDIDATE
         if self._role in (Role.LEADER, Role.CANDIDATE):
             assert self._voted_for == self._me, (self._role, self._voted_for)
         if self._role is Role.LEADER:

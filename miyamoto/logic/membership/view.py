@@ -16,6 +16,9 @@ class Role(enum.Enum):
     """Asking whether the others would vote for it, before it raises its term (pre-vote)."""
     CANDIDATE = "candidate"
     LEADER = "leader"
+    LEFT = "left"
+    """Left the cluster for good (`POST /_cluster/leave`): the leader removed it. It takes part
+    in nothing any more and refuses every peer message."""
 
 
 class MemberState(enum.Enum):
@@ -57,6 +60,10 @@ class MembershipStats:
     members_added: int = 0
     members_removed: int = 0
     solo_clusters_abandoned: int = 0
+    leaves_requested: int = 0
+    """Leave requests this node's leadership took (each member counted once per leadership)."""
+    members_left: int = 0
+    """Members removed because they asked to leave and had handed their copies off."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +99,8 @@ class ClusterView:
     in_majority: bool
     """It has a leader and is a member: its side of any partition can change the membership."""
     stats: MembershipStats
+    leaving: bool = False
+    """This node is leaving the cluster (`POST /_cluster/leave`) and has not left yet."""
 
     @property
     def member_ids(self) -> tuple[str, ...]:
