@@ -33,7 +33,7 @@ class FakeNode:
     next_actions: list[Action] = field(default_factory=list)
     changed: trio.Event = field(default_factory=trio.Event)
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         self.events.append((event, now_ms))
         self.changed.set()
         self.changed = trio.Event()

@@ -63,7 +63,7 @@ class Api:
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         for request_id, pending in list(self._pending.items()):
-            if pending.deadline_ms <= now_ms:
+            if pending.deadline_ms <= self.core.mono_ms:
                 self.reply(request_id, now_ms, actions)
 
     def request(
@@ -109,7 +109,7 @@ class Api:
         if not core.is_member and where.operation is not Operation.ENQUEUE:
             raise core.not_a_member()  # (an enqueue is parsed first: bad input gets its 4xx)
         queue = validate_queue_name(where.queue, core.config.limits)
-        deadline_ms = now_ms + core.config.peer_answer_timeout_ms
+        deadline_ms = core.mono_ms + core.config.peer_answer_timeout_ms
         match where.operation:
             case Operation.ENQUEUE:
                 enqueue = self.coordinator.enqueue(request_id, queue, request, now_ms, actions)

@@ -30,7 +30,7 @@ class Repair:
         self._unreachable_seen: tuple[str, ...] = ()
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
-        if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
+        if self.retry_at_ms is not None and self.retry_at_ms <= self.core.mono_ms:
             self.repair(now_ms, actions)
 
     def forget(self, queue: str, task_id: str) -> None:
@@ -68,7 +68,7 @@ class Repair:
             assert task is not None and not task.state.is_final, key  # (forgotten at its end)
             self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies and self.retry_at_ms is None:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def check_invariants(self) -> None:
         """Unacknowledged copies are of tasks still pending here, and a retry is armed for
@@ -103,7 +103,7 @@ class Repair:
                     continue
                 self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def _repair_task(
         self, task: Task, members: set[str], wanted: int, now_ms: int, actions: list[Action]
@@ -138,7 +138,7 @@ class Repair:
             self._add_copies(task, live, wanted, now_ms, actions)
             self._index(task, members, wanted)
         if self.unconfirmed_copies and self.retry_at_ms is None:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def _add_copies(
         self,
