@@ -3,6 +3,8 @@ ETAs, and no lease, vote, heartbeat or timeout."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from miyamoto.logic.config import NodeConfig
@@ -34,7 +36,7 @@ def heartbeat_gaps_ms(cluster: Cluster, since_ms: int) -> list[int]:
         for at_ms, sender, envelope in cluster.sent
         if sender == A and at_ms >= since_ms and isinstance(envelope.message, Heartbeat)
     ]
-    return [later - earlier for earlier, later in zip(sent_ms, [*sent_ms[1:], cluster.now_ms])]
+    return [later - earlier for earlier, later in pairwise([*sent_ms, cluster.now_ms])]
 
 
 @pytest.mark.parametrize("stepped", [A, B])
