@@ -42,7 +42,7 @@ from .checkers import Anomaly
 class ReplicasIgnoreCancel(Node):
     """A holder asked by another node to cancel its copy says "cancelled" and keeps it."""
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         if isinstance(event, PeerMessageReceived) and isinstance(
             event.envelope.message, CancelTask
         ):
@@ -54,7 +54,7 @@ class ReplicasIgnoreCancel(Node):
                 )
                 to = event.envelope.sender
                 return [SendPeerMessage(to=to, envelope=self.membership.stamp(answer))]
-        return super().handle(event, now_ms)
+        return super().handle(event, now_ms, mono_ms=mono_ms)
 
 
 class DeliversEarly(Node):
@@ -73,7 +73,7 @@ class DeliversEarly(Node):
 class ForgetsTasks(Node):
     """Acknowledges every eighth task's copy from another node without keeping it."""
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         if isinstance(event, PeerMessageReceived) and isinstance(event.envelope.message, StoreCopy):
             request = event.envelope.message
             if doomed(request.copy.id):
@@ -83,7 +83,7 @@ class ForgetsTasks(Node):
                 )  # fmt: skip
                 to = event.envelope.sender
                 return [SendPeerMessage(to=to, envelope=self.membership.stamp(ack))]
-        return super().handle(event, now_ms)
+        return super().handle(event, now_ms, mono_ms=mono_ms)
 
 
 def doomed(task_id: str) -> bool:
@@ -94,8 +94,8 @@ def doomed(task_id: str) -> bool:
 class DeliversTwice(Node):
     """Sends every webhook request twice."""
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
-        actions = super().handle(event, now_ms)
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
+        actions = super().handle(event, now_ms, mono_ms=mono_ms)
         doubled = [a for a in actions if isinstance(a, StartDelivery)]
         return actions + doubled
 
@@ -105,8 +105,8 @@ class InventsTasks(Node):
 
     _invented = 0
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
-        actions = super().handle(event, now_ms)
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
+        actions = super().handle(event, now_ms, mono_ms=mono_ms)
         for action in list(actions):
             if isinstance(action, StartDelivery) and self.rng.random() < 0.1:
                 self._invented += 1
@@ -295,8 +295,9 @@ class MiscountsReplicas(_BendsCore):
 
     core_class = _PlacesOneInEightOnce
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
-        return [self._claim_r_copies(action) for action in super().handle(event, now_ms)]
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
+        actions = super().handle(event, now_ms, mono_ms=mono_ms)
+        return [self._claim_r_copies(action) for action in actions]
 
     def _claim_r_copies(self, action: Action) -> Action:
         if not isinstance(action, SendApiResponse) or action.response.status != 200:
@@ -315,10 +316,10 @@ class DropsFinishNotices(Node):
     """Never tells the other holders that a task finished: they learn it only when they ask
     before firing their own copy."""
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         return [
             a
-            for a in super().handle(event, now_ms)
+            for a in super().handle(event, now_ms, mono_ms=mono_ms)
             if not (isinstance(a, SendPeerMessage) and isinstance(a.envelope.message, Finished))
         ]
 

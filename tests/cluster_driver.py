@@ -1,5 +1,8 @@
 """An in-memory cluster of node state machines for protocol tests: one clock, one message queue,
-and a webhook receiver that the test answers by hand."""
+and a webhook receiver that the test answers by hand.
+
+`now_ms` is the true time and every node's monotonic clock; a node's wall clock reads it plus
+`wall_ahead_ms[node]`, which `step_wall` changes as NTP or an operator would."""
 
 from __future__ import annotations
 
@@ -119,18 +122,27 @@ class Cluster:
     names: list[str]
     config: NodeConfig = field(default_factory=NodeConfig)
     now_ms: int = T0_MS
+    elected: bool = False
+    """Real membership (heartbeats, election, leases; `names[0]` the founder every other node
+    joins through) instead of a member list set by hand (`set_members`)."""
 
     def __post_init__(self) -> None:
-        self.membership = {n: FixedMembership(n, tuple(self.names)) for n in self.names}
+        self.membership = (
+            {} if self.elected else {n: FixedMembership(n, tuple(self.names)) for n in self.names}
+        )
         self.nodes = {
             n: Node(
-                _with_id(self.config, n),
+                _with_id(self.config, n, self.names[0] if self.elected else None),
                 random.Random(n),
                 self.now_ms,
-                membership=self.membership[n],
+                membership=self.membership.get(n),
             )
             for n in self.names
         }
+        self.wall_ahead_ms: dict[str, int] = {}
+        """How far a node's wall clock reads ahead of the true time (behind: negative)."""
+        self.sent: list[tuple[int, str, Envelope]] = []
+        """(true time, sender, envelope) of every peer message sent."""
         self.inbox: list[tuple[str, Envelope]] = []
         self.deliveries: list[Delivery] = []
         self.responses: dict[int, HttpResponse] = {}
@@ -140,7 +152,8 @@ class Cluster:
     def feed(self, name: str, event: Event) -> None:
         if name in self.down:
             return
-        actions = self.nodes[name].handle(event, self.now_ms)
+        wall_ms = self.now_ms + self.wall_ahead_ms.get(name, 0)
+        actions = self.nodes[name].handle(event, wall_ms, mono_ms=self.now_ms)
         self.nodes[name].check_invariants()
         for action in actions:
             match action:
@@ -150,6 +163,14 @@ class Cluster:
                     self.deliveries.append(Delivery(name, action, self.now_ms))
                 case SendPeerMessage(to=to, envelope=envelope):
                     self.inbox.append((to, envelope))
+                    self.sent.append((self.now_ms, name, envelope))
+
+    def step_wall(self, name: str, step_ms: int) -> None:
+        """Steps the node's wall clock by `step_ms` (back: negative); the node notices at its
+        next event, which comes at once, as the shell's timer feeds one when it sees a step."""
+        self.wall_ahead_ms[name] = self.wall_ahead_ms.get(name, 0) + step_ms
+        self.feed(name, TimerExpired())
+        self.settle()
 
     def settle(self) -> None:
         """Delivers every message in flight (and those they cause), in order."""
@@ -232,7 +253,9 @@ class Cluster:
         }
 
 
-def _with_id(config: NodeConfig, name: str) -> NodeConfig:
+def _with_id(config: NodeConfig, name: str, seed_id: str | None = None) -> NodeConfig:
     from dataclasses import replace
 
-    return replace(config, node_id=name)
+    if seed_id is None:
+        return replace(config, node_id=name)
+    return replace(config, node_id=name, seed_id=seed_id)

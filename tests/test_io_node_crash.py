@@ -26,7 +26,7 @@ class RaisingNode:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         self.events.append(event)
         if isinstance(event, TimerExpired):
             raise ValueError("'²' is not a number the node can handle")
@@ -63,10 +63,10 @@ async def test_the_runtime_stops_with_node_crashed_and_logs_the_event_and_traceb
 
 
 class NodeRaisingOnTimers(Node):
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         if isinstance(event, TimerExpired):
             raise KeyError("a bug")
-        return super().handle(event, now_ms)
+        return super().handle(event, now_ms, mono_ms=mono_ms)
 
 
 async def test_the_daemon_exits_with_its_own_status_when_the_node_raises(

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from miyamoto.io.runtime import NodeRuntime, wall_clock_ms
+from miyamoto.io.runtime import NodeRuntime, monotonic_clock_ms, wall_clock_ms
 from miyamoto.logic.actions import Action, OutboundRequest, SendApiResponse, StartDelivery
 from miyamoto.logic.events import (
     ApiRequestReceived,
@@ -32,9 +32,11 @@ class FakeNode:
     events: list[tuple[Event, int]] = field(default_factory=list)
     next_actions: list[Action] = field(default_factory=list)
     changed: trio.Event = field(default_factory=trio.Event)
+    mono_readings_ms: list[int | None] = field(default_factory=list)
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
         self.events.append((event, now_ms))
+        self.mono_readings_ms.append(mono_ms)
         self.changed.set()
         self.changed = trio.Event()
         actions, self.next_actions = self.next_actions, []
@@ -109,6 +111,33 @@ async def test_the_clock_is_injected_and_passed_to_the_node() -> None:
             _, now_ms = await node.wait_for(TimerExpired)
             nursery.cancel_scope.cancel()
     assert now_ms == 1_234
+
+
+async def test_a_stepped_wall_clock_is_fed_to_the_node_within_a_second() -> None:
+    """Deadlines are monotonic, the ETAs in them converted at the last event: a step of the wall
+    clock must reach the node (an event) soon, or an ETA it made due would wait for the next
+    unrelated event. The monotonic clock the node measures durations on does not step."""
+    mono_ms = monotonic_clock_ms(1_000_000)
+    wall_ahead_ms = 0
+    node = FakeNode(deadline_ms=mono_ms() + 60_000)  # e.g. a timeout a minute away
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            runtime = NodeRuntime(
+                node,
+                deliver=no_deliveries,
+                clock_ms=lambda: mono_ms() + wall_ahead_ms,
+                mono_clock_ms=mono_ms,
+            )
+            await nursery.start(runtime.run)
+            await trio.testing.wait_all_tasks_blocked()
+            assert node.events == []
+            wall_ahead_ms = 5 * 60_000
+            _, fed_wall_ms = await node.wait_for(TimerExpired)
+            nursery.cancel_scope.cancel()
+    [fed_mono_ms] = node.mono_readings_ms
+    assert fed_mono_ms is not None
+    assert fed_wall_ms - fed_mono_ms == 5 * 60_000
+    assert fed_mono_ms < 1_000_000 + 60_000  # not the deadline: the step woke it
 
 
 async def test_each_request_gets_the_response_for_its_own_id() -> None:

@@ -1,12 +1,13 @@
-"""Run a node state machine for real: feed it events with the wall clock, carry out its actions.
+"""Run a node state machine for real: feed it events with both clocks, carry out its actions.
 
-`NodeRuntime` owns one node. `feed(event)` calls `node.handle(event, now_ms)` and carries out
+`NodeRuntime` owns one node. `feed(event)` calls `node.handle(event, now_ms, mono_ms=...)` (the
+wall clock for moments, a monotonic clock for durations: docs/cluster.md, "Clocks") and carries out
 every action at once: a `SendApiResponse` answers the request handler waiting for it, a
 `StartDelivery` goes to the delivery queue (a few workers per destination), a `SendPeerMessage`
 goes to the peer transport (`send_peer`: `PeerLinks.send`, or nowhere while a node has none).
-A timer task sleeps until `node.next_deadline_ms()` and feeds `TimerExpired()`. trio runs one
-task at a time and `feed` never awaits, so any task may call it: the node never sees two events
-at once.
+A timer task sleeps until `node.next_deadline_ms()` (monotonic) and feeds `TimerExpired()`. trio
+runs one task at a time and `feed` never awaits, so any task may call it: the node never sees two
+events at once.
 
 An exception out of `node.handle` is a bug, and the node's state may no longer match the actions
 it lost: `feed` logs the event and the traceback, refuses every later event, and `run` raises
@@ -46,9 +47,14 @@ from .delivery_queue import DeliveryQueue
 log = logging.getLogger("miyamoto.io.runtime")
 
 TIMER_SLEEP_S_MAX = 1.0
-"""The timer sleeps on trio's monotonic clock but deadlines are wall-clock ms: waking at least
-this often notices a wall clock that jumped."""
+"""The node's deadline is monotonic, but the wall-clock deadlines in it (ETAs) were converted
+with the clocks' offset at the last event: waking at least this often notices a wall clock that
+was stepped since, within a second."""
 
+WALL_STEP_NOTICED_MS = 2
+"""A change of (wall - monotonic) this large since the last feed is a stepped (or slewed) wall
+clock: the timer feeds `TimerExpired` so that the node converts its ETAs afresh. (Both clocks are
+read in whole ms: 1 ms is rounding.)"""
 
 
 class NodeCrashed(Exception):
@@ -58,7 +64,7 @@ class NodeCrashed(Exception):
 class NodeMachine(Protocol):
     """What the runtime needs of a node: the sans-I/O interface of `miyamoto.logic.node.Node`."""
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]: ...
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]: ...
 
     def next_deadline_ms(self) -> int | None: ...
 
@@ -86,6 +92,18 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def monotonic_clock_ms(start_ms: int) -> Callable[[], int]:
+    """A monotonic clock in ms that reads `start_ms` now and never steps. Started at the wall
+    time, both clocks agree until the wall clock is stepped, so a node built with a wall time
+    (its membership's first timers) needs no conversion."""
+    start_ns = time.monotonic_ns()
+
+    def read() -> int:
+        return start_ms + (time.monotonic_ns() - start_ns) // 1_000_000
+
+    return read
+
+
 class _ResponseWaiter:
     __slots__ = ("arrived", "response")
 
@@ -103,6 +121,7 @@ class NodeRuntime:
         deliver: Deliver,
         send_peer: SendPeer | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        mono_clock_ms: Callable[[], int] | None = None,
         deliveries_per_destination_max: int = Limits().connections_per_destination_max,
         observe: Observer | None = None,
         gate: TurnGate | None = None,
@@ -120,6 +139,10 @@ class NodeRuntime:
         self.peer_messages_dropped = 0
         """SendPeerMessage actions with no peer transport to carry them."""
         self._clock_ms = clock_ms
+        self._mono_clock_ms = mono_clock_ms or monotonic_clock_ms(clock_ms())
+        """Durations: `clock_ms` (the wall clock) may be stepped (NTP, an operator)."""
+        self._wall_ahead_ms = 0
+        """wall - monotonic at the last feed: the offset the node converted its ETAs with."""
         self._nursery: trio.Nursery | None = None
         self._request_ids = itertools.count(1)
         self._waiters: dict[int, _ResponseWaiter] = {}
@@ -153,9 +176,10 @@ class NodeRuntime:
             raise self._crash
         nursery = self._nursery
         assert nursery is not None, "feed() before run() started"
-        now_ms = self._clock_ms()
+        now_ms, mono_ms = self._clock_ms(), self._mono_clock_ms()
+        self._wall_ahead_ms = now_ms - mono_ms
         try:
-            actions = self._node.handle(event, now_ms)
+            actions = self._node.handle(event, now_ms, mono_ms=mono_ms)
         except Exception as bug:
             log.critical("the node raised on %r; stopping it", event, exc_info=True)
             self._crash = NodeCrashed(f"the node raised {bug!r} on a {type(event).__name__}")
@@ -265,8 +289,10 @@ class NodeRuntime:
             if deadline_ms is None:
                 await self._deadline_may_have_changed.wait()
                 continue
-            wait_ms = deadline_ms - self._clock_ms()
-            if wait_ms > 0:
+            mono_ms = self._mono_clock_ms()
+            wall_stepped_ms = self._clock_ms() - mono_ms - self._wall_ahead_ms
+            wait_ms = deadline_ms - mono_ms
+            if wait_ms > 0 and abs(wall_stepped_ms) < WALL_STEP_NOTICED_MS:
                 with trio.move_on_after(min(wait_ms / 1000, TIMER_SLEEP_S_MAX)):
                     await self._deadline_may_have_changed.wait()
                 continue  # whether woken or timed out, look at the deadline afresh

@@ -77,7 +77,7 @@ class Api:
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         for request_id, pending in list(self._pending.items()):
-            if pending.deadline_ms <= now_ms:
+            if pending.deadline_ms <= self.core.mono_ms:
                 self.reply(request_id, now_ms, actions)
 
     def request(
@@ -137,7 +137,7 @@ class Api:
         if where.operation is Operation.QUEUES:
             return self._list_queues(request_id, now_ms, actions)
         queue = validate_queue_name(where.queue, core.config.limits)
-        deadline_ms = now_ms + core.config.peer_answer_timeout_ms
+        deadline_ms = core.mono_ms + core.config.peer_answer_timeout_ms
         match where.operation:
             case Operation.ENQUEUE:
                 enqueue = self.coordinator.enqueue(request_id, queue, request, now_ms, actions)
@@ -239,7 +239,7 @@ class Api:
         queues_max = core.config.limits.active_queues_max
         pending = PendingQueueList(
             request_id=request_id,
-            deadline_ms=now_ms + core.config.peer_answer_timeout_ms,
+            deadline_ms=core.mono_ms + core.config.peer_answer_timeout_ms,
             queues_max=queues_max,
             config=core.queues.config,
             waiting={core.me},

@@ -109,7 +109,7 @@ class Coordinator:
             raise core.not_a_member()
         pending = PendingEnqueue(
             request_id=request_id,
-            deadline_ms=now_ms + core.config.placement_timeout_ms,
+            deadline_ms=core.mono_ms + core.config.placement_timeout_ms,
             placements=[],
             batch=not isinstance(parsed, TaskSpec),
             epoch=core.membership.epoch,

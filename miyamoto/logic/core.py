@@ -76,6 +76,10 @@ class NodeCore:
         self.is_member = False
         self.standing = False
         """Whether this node is in standing, computed once per dispatch (in `Node._after`)."""
+        self.mono_ms = 0
+        """The monotonic time of the event being handled (set by `Node.handle`): every duration
+        (leases, timeouts, retries) is measured on it, never on the wall-clock `now_ms`, which
+        may be stepped (docs/cluster.md, "Clocks")."""
         self._holders_cache: dict[Holders, Holders] = {}
 
     def tell(self, to: str, message: ReplicaMessage, actions: list[Action]) -> None:

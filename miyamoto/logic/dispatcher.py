@@ -61,7 +61,7 @@ class Dispatcher:
         self.slots.check_invariants(in_flight.keys())
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
-        if self.claims_renew_at_ms is not None and self.claims_renew_at_ms <= now_ms:
+        if self.claims_renew_at_ms is not None and self.claims_renew_at_ms <= self.core.mono_ms:
             self._renew_claims(now_ms, actions)
 
     def start_due_deliveries(self, now_ms: int, actions: list[Action]) -> None:
@@ -199,7 +199,7 @@ class Dispatcher:
 
     def _arm_claim_renewal(self, now_ms: int) -> None:
         if self.claims_renew_at_ms is None:
-            self.claims_renew_at_ms = now_ms + self.core.config.claim_lease_ms // 3
+            self.claims_renew_at_ms = self.core.mono_ms + self.core.config.claim_lease_ms // 3
 
     def _end_flight(self, delivery_id: int) -> Task | None:
         self.slots.ended(delivery_id)
@@ -232,7 +232,8 @@ class Dispatcher:
         replicated = [t for t in ours if len(t.holders) > 1 and not t.state.is_final]
         for task in replicated:
             self._claim(task, core.config.claim_lease_ms, actions)
-        self.claims_renew_at_ms = now_ms + core.config.claim_lease_ms // 3 if replicated else None
+        renew_ms = core.config.claim_lease_ms // 3
+        self.claims_renew_at_ms = core.mono_ms + renew_ms if replicated else None
 
     def delivery_finished(
         self, event: DeliveryResponded | DeliveryFailed, now_ms: int, actions: list[Action]

@@ -147,7 +147,7 @@ class Leave:
         self.step = LeaveStep.HANDING_OFF
         self.started_ms = now_ms
         self._tasks_seen = len(core.tasks)
-        core.send(core.membership.start_leaving(now_ms), actions)
+        core.send(core.membership.start_leaving(core.mono_ms), actions)
         self._hand_off(now_ms, actions)
         return self._answer(202)
 
@@ -196,7 +196,7 @@ class Leave:
             self._scan_due = True
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
-        if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
+        if self.retry_at_ms is not None and self.retry_at_ms <= self.core.mono_ms:
             self._scan_due = True
 
     def after(self, now_ms: int, actions: list[Action]) -> None:
@@ -213,7 +213,7 @@ class Leave:
             return
         if self.step is LeaveStep.DRAINING and not core.tasks.in_flight:
             self.step = LeaveStep.REMOVING
-            core.send(core.membership.handed_off(now_ms), actions)
+            core.send(core.membership.handed_off(core.mono_ms), actions)
 
     def check_invariants(self) -> None:
         """A leaving node takes no new copy; its copies are handed off before it asks to be
@@ -257,7 +257,7 @@ class Leave:
             self.retry_at_ms = None
             self.after(now_ms, actions)
             return
-        self.retry_at_ms = now_ms + core.config.repair_retry_ms
+        self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms  # a duration: monotonic
 
     def _task_handed_off(
         self,

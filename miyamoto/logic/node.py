@@ -1,9 +1,14 @@
 """The Miyamoto node as one sans-I/O state machine.
 
-`Node.handle(event, now_ms)` takes what happened (an API request, a webhook's answer, a peer's
-message, a timer) and returns the actions for the shell: responses to send, deliveries to start,
-messages to send to peers. `Node.next_deadline_ms()` says when to call it with `TimerExpired` at
-the latest.
+`Node.handle(event, now_ms, mono_ms=...)` takes what happened (an API request, a webhook's
+answer, a peer's message, a timer) and returns the actions for the shell: responses to send,
+deliveries to start, messages to send to peers. `Node.next_deadline_ms()` says when to call it
+with `TimerExpired` at the latest.
+
+Two clocks (docs/cluster.md, "Clocks"): `now_ms` is the wall clock (ETAs, timestamps, retention:
+moments other nodes and the disk see), `mono_ms` a monotonic clock for every duration (membership
+timers, leases, standing, claim renewals, request and question timeouts, repair retries), so that
+a stepped wall clock moves no lease and no timeout.
 
 A node on its own is a cluster of one: the same code places each task's copies on up to R
 members (here: itself), so there is one path to test, not two.
@@ -87,7 +92,9 @@ class Node:
         now_ms: int = 0,
         *,
         membership: MembershipLayer | None = None,
+        mono_ms: int | None = None,
     ) -> None:
+        mono_ms = now_ms if mono_ms is None else mono_ms
         self.core = NodeCore(
             config=config,
             rng=rng,
@@ -99,9 +106,10 @@ class Node:
                 seed_id=config.seed_id or config.node_id,
                 config=config.timing,
                 rng=rng,
-                now_ms=now_ms,
+                now_ms=mono_ms,
             ),
         )
+        self.core.mono_ms = mono_ms
         self._now_ms = now_ms
         self._epoch_seen = -1
         self.repair = Repair(self.core)
@@ -157,13 +165,18 @@ class Node:
 
     # -- the state machine's whole interface ---------------------------------------------------
 
-    def handle(self, event: Event, now_ms: int) -> list[Action]:
+    def handle(self, event: Event, now_ms: int, *, mono_ms: int | None = None) -> list[Action]:
+        """`now_ms`: the wall clock; `mono_ms`: the monotonic clock (None: the same as `now_ms`,
+        for drivers with one clock that never steps)."""
         actions: list[Action] = []
-        if now_ms - self._now_ms >= self.config.timing.member_timeout_ms:
-            # Nothing reached us for a member timeout: this process was paused (or its clock
-            # jumped). It may have been removed meanwhile, whatever stale messages say next.
+        mono_ms = now_ms if mono_ms is None else mono_ms
+        if mono_ms - self.core.mono_ms >= self.config.timing.member_timeout_ms:
+            # Nothing reached us for a member timeout: this process was paused. It may have
+            # been removed meanwhile, whatever stale messages say next. (A stepped wall clock
+            # is no pause: hence the monotonic clock.)
             self.syncs.out_of_standing = True
         self._now_ms = now_ms
+        self.core.mono_ms = mono_ms
         self._sync_members(now_ms, actions)
         match event:
             case ApiRequestReceived(request_id=request_id, request=request):
@@ -182,29 +195,11 @@ class Node:
         return actions
 
     def next_deadline_ms(self) -> int | None:
-        if self.leave.holds_deliveries:
-            return self._deadline_leaving_ms()
-        deadlines = [
-            self.tasks.store.next_expiry_ms(),
-            self.membership.next_deadline_ms(),
-            self.repair.retry_at_ms,
-            self.dispatcher.claims_renew_at_ms,
-            self.dispatcher.slots_wake_ms,
-            self.queues.next_wake_ms(self._now_ms),
-            *self.api.deadlines_ms(),
-            *self.syncs.deadlines_ms(),
-            *self.leave.deadlines_ms(),
-            # Due tasks move into their queue's line even when no slot is free (they claim
-            # there).
-            self.tasks.timers.next_due_ms(),
-        ]
-        return min((d for d in deadlines if d is not None), default=None)
-
-    def _deadline_leaving_ms(self) -> int | None:
-        """As `next_deadline_ms`, without the due copies and queue lines: a node whose copies
-        are handed off starts no delivery, so they would be due at once, forever."""
-        deadlines = [
-            self.tasks.store.next_expiry_ms(),
+        """When to feed `TimerExpired` at the latest, on the MONOTONIC clock (`mono_ms`). The
+        wall-clock deadlines (ETAs, retention, queue rates) are converted with the offset between
+        the clocks seen at the last event; a shell whose wall clock steps meanwhile must feed an
+        event (any) to have them converted afresh."""
+        mono_deadlines = [
             self.membership.next_deadline_ms(),
             self.repair.retry_at_ms,
             self.dispatcher.claims_renew_at_ms,
@@ -212,7 +207,23 @@ class Node:
             *self.syncs.deadlines_ms(),
             *self.leave.deadlines_ms(),
         ]
-        return min((d for d in deadlines if d is not None), default=None)
+        wall_deadlines = [self.tasks.store.next_expiry_ms()]
+        if not self.leave.holds_deliveries:
+            # A node whose copies are handed off starts no delivery: its due copies and queue
+            # lines would be due at once, forever.
+            wall_deadlines += [
+                self.dispatcher.slots_wake_ms,
+                self.queues.next_wake_ms(self._now_ms),
+                # Due tasks move into their queue's line even when no slot is free (they claim
+                # there).
+                self.tasks.timers.next_due_ms(),
+            ]
+        wall_ahead_ms = self._now_ms - self.core.mono_ms
+        return min(
+            [d for d in mono_deadlines if d is not None]
+            + [d - wall_ahead_ms for d in wall_deadlines if d is not None],
+            default=None,
+        )
 
     # -- durability (docs/durability.md): the shell writes what changed, and restores it -------
 
@@ -277,7 +288,7 @@ class Node:
 
     def _timers(self, now_ms: int, actions: list[Action]) -> None:
         self.tasks.expire(now_ms)
-        self.core.send(self.membership.handle_timer(now_ms), actions)
+        self.core.send(self.membership.handle_timer(self.core.mono_ms), actions)
         self.api.on_timer(now_ms, actions)
         self.syncs.on_timer(now_ms, actions)
         self.repair.on_timer(now_ms, actions)
@@ -287,7 +298,7 @@ class Node:
     def _after(self, now_ms: int, actions: list[Action]) -> None:
         self._sync_members(now_ms, actions)
         core = self.core
-        core.standing = self.membership.in_standing(now_ms)
+        core.standing = self.membership.in_standing(core.mono_ms)
         self.syncs.note_standing(was_member=core.is_member or bool(core.members))
         if core.standing:
             self.repair.heal(now_ms, actions)
@@ -316,8 +327,8 @@ class Node:
     def _peer_message(self, envelope: Envelope, now_ms: int, actions: list[Action]) -> None:
         message = envelope.message
         if isinstance(message, MEMBERSHIP_MESSAGE_TYPES):
-            self.core.send(self.membership.handle_message(envelope, now_ms), actions)
-        elif self.membership.admit(envelope, now_ms):
+            self.core.send(self.membership.handle_message(envelope, self.core.mono_ms), actions)
+        elif self.membership.admit(envelope, self.core.mono_ms):
             self._replica_message(envelope.sender, message, now_ms, actions)
             if isinstance(message, StoreCopy) and envelope.epoch < self.membership.epoch:
                 # Sent under an older member list (delayed, or from a node cut off or paused):
@@ -331,7 +342,7 @@ class Node:
         match message:
             case StoreCopy() if self.leave.active:
                 pass  # leaving: it takes no new copy (no answer, as from a node removed)
-            case StoreCopy() if not core.is_member or not self.membership.in_standing(now_ms):
+            case StoreCopy() if not core.is_member or not self.membership.in_standing(core.mono_ms):
                 # A restarted process not let in yet (the member list names the process before
                 # it), or a node that may have been removed: a copy here would not be one the
                 # members count. No answer: the enqueue says 503, and the client retries.

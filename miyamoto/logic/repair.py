@@ -43,7 +43,7 @@ class Repair:
         """The last incarnation seen of ids that left the member list, oldest first."""
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
-        if self.retry_at_ms is not None and self.retry_at_ms <= now_ms:
+        if self.retry_at_ms is not None and self.retry_at_ms <= self.core.mono_ms:
             self.repair(now_ms, actions)
 
     def restarted(self, member_list: MemberList) -> set[str]:
@@ -93,7 +93,7 @@ class Repair:
         for node in sorted(others):
             core.tell(node, StoreCopy(ref=0, copy=self.copy_of(task, now_ms)), actions)
         if self.retry_at_ms is None:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def placed(self, task: Task, delta: int) -> None:
         """`LocalTasks.on_placed`: the copy took (+1) or left (-1) its holder list."""
@@ -178,7 +178,7 @@ class Repair:
             assert task is not None and not task.state.is_final, key  # (forgotten at its end)
             self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies and self.retry_at_ms is None:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def check_invariants(self) -> None:
         """Unacknowledged copies are of tasks still pending here, and a retry is armed for
@@ -212,7 +212,7 @@ class Repair:
         for task in affected:
             self._repair_task(task, members, wanted, now_ms, actions)
         if self.unconfirmed_copies:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def _repair_task(
         self, task: Task, members: set[str], wanted: int, now_ms: int, actions: list[Action]
@@ -265,7 +265,7 @@ class Repair:
             self._add_copies(task, live, wanted, now_ms, actions)
             self._index(task, members, wanted)
         if self.unconfirmed_copies and self.retry_at_ms is None:
-            self.retry_at_ms = now_ms + core.config.repair_retry_ms
+            self.retry_at_ms = core.mono_ms + core.config.repair_retry_ms
 
     def _add_copies(
         self,

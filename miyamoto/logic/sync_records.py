@@ -138,7 +138,7 @@ class SyncRecords:
 
     def on_timer(self, now_ms: int, actions: list[Action]) -> None:
         for ref, question in list(self._questions.items()):
-            if question.deadline_ms <= now_ms and ref in self._questions:
+            if question.deadline_ms <= self.core.mono_ms and ref in self._questions:
                 self._settle(ref, now_ms, actions)
 
     def forget(self, queue: str, task_id: str) -> None:
@@ -263,7 +263,7 @@ class SyncRecords:
             self._next_question_ref -= 1
             self._questions[ref] = Question(
                 task=task,
-                deadline_ms=now_ms + core.config.peer_answer_timeout_ms,
+                deadline_ms=core.mono_ms + core.config.peer_answer_timeout_ms,
                 waiting=set(others),
             )
             record.question_ref = ref
