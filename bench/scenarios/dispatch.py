@@ -38,7 +38,7 @@ from miyamoto.logic.events import (
 )
 from miyamoto.logic.http import HttpRequest, HttpResponse
 from miyamoto.logic.limits import Limits
-from miyamoto.logic.messages import Envelope, Outgoing, PeerMessage
+from miyamoto.logic.messages import Envelope, Member, MemberList, Outgoing, PeerMessage
 from miyamoto.logic.node import Node
 from miyamoto.logic.replica_messages import (
     QueueStats,
@@ -77,6 +77,14 @@ class _Members:
         self.members = tuple(sorted((*self.members, member)))
         self.epoch += 1
 
+    @property
+    def member_list(self) -> MemberList:
+        return MemberList(
+            epoch=self.epoch,
+            epoch_term=1,
+            members=tuple(Member(id=m, incarnation=1) for m in self.members),
+        )
+
     def handle_message(self, envelope: Envelope, now_ms: int) -> list[Outgoing]:
         return []
 
@@ -102,6 +110,19 @@ class _Members:
 
     def view(self) -> Any:
         raise NotImplementedError("GET /_cluster is not part of this workload")
+
+    # This node never leaves (POST /_cluster/leave is not part of this workload).
+    leaving = False
+    has_left = False
+
+    def leave_refusal(self) -> str | None:
+        return None
+
+    def start_leaving(self, now_ms: int) -> list[Outgoing]:
+        return []
+
+    def handed_off(self, now_ms: int) -> list[Outgoing]:
+        return []
 
 
 class _Run:
