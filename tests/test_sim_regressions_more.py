@@ -387,9 +387,11 @@ def test_a_copy_cancelled_after_ours_was_made_does_not_cancel_ours_seed_400() ->
     assert Anomaly.LOST not in _anomalies(400, "swarm")
 
 
-def test_lists_left_without_a_live_majority_count_as_quorum_lost_seed_241() -> None:
+def test_the_run_that_left_lists_without_a_live_majority_passes_seed_241() -> None:
     """`python -m sim --seed 241 --scenario swarm`: two cut-off leaders each shrank the list
-    to themselves and the member they shared, which then crashed: no list has a live
-    majority (docs/cluster.md, Known limits). The simulator now says quorum lost."""
+    to themselves and the member they shared, which then crashed: no list had a live
+    majority (docs/cluster.md, Known limits), and its tasks were counted lost. Since holders
+    re-send copies that were never confirmed (issue 10), the run no longer reaches that state
+    (none of about 700 swarm seeds tried does) and has no violation at all."""
     report = run(draw_config(241, "swarm", AS_FOUND)).report
-    assert report.quorum_lost and Anomaly.LOST not in {v.anomaly for v in report.violations}
+    assert report.violations == []

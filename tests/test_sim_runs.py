@@ -71,7 +71,25 @@ def test_the_swarm_configuration_is_drawn_from_the_seed_and_shape_fixes_only_wha
     )
 
 
-@pytest.mark.parametrize("name", sorted(CANARIES))
+NOT_CAUGHT_YET = {
+    "ignores_copy_delay": "issue 14: since copies lost at enqueue are re-sent (issue 10), asking "
+    "before firing hides a copy that ignores its replica delay in every run of a search over the "
+    "partition scenarios (bridge, isolate_one, random_halves, one_way, majority_minority, "
+    "isolate_leader; the CI shape, seeds from 1, about 7 minutes of runs): the checker needs "
+    "a fault that cuts the holders apart inside the copy delay",
+}
+"""Canaries the matrix does not catch: strict xfails, so catching one turns this red."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_CAUGHT_YET[name]))
+        if name in NOT_CAUGHT_YET
+        else name
+        for name in sorted(CANARIES)
+    ],
+)
 def test_every_canary_is_caught_and_the_real_node_is_not_blamed_for_it(name: str) -> None:
     canary = CANARIES[name]
     for seed in canary.seeds:
