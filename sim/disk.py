@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 from miyamoto.logic.local_tasks import TaskChanges
+from miyamoto.logic.pending_writes import PendingWrites, TaskKey
 from miyamoto.logic.persistence import MembershipHardState, TaskRow, decode_task, encode_task
 from miyamoto.logic.task import Task
 
@@ -34,7 +35,6 @@ COMMIT_MS_MAX: Final = 20
 HELD_TURNS_MAX: Final = 100_000
 """As the real gate: more turns waiting than this is a node that cannot keep up (a bug here)."""
 
-TaskKey = tuple[str, str]
 Turn = TypeVar("Turn")
 """What the world keeps of a turn it holds (its actions, and when and under what it was made)."""
 
@@ -105,13 +105,7 @@ class DiskGate(Generic[Turn]):
         self._take_changes = take_changes
         self._find_task = find_task
         self._rng = rng
-        self._seen = disk.hard_state
-        self._hard_state_dirty = False
-        self._dirty_keys: set[TaskKey] = set()
-        self._dirty_paused: dict[str, bool] = {}
-        self._generation = 0
-        """Counts turns that changed something."""
-        self._settled_generation = 0
+        self._pending = PendingWrites(disk.hard_state)
         self._held: collections.deque[tuple[int, Turn]] = collections.deque()
         """(generation that must be on disk first, the turn), oldest first."""
         self.in_flight: Commit | None = None
@@ -123,34 +117,34 @@ class DiskGate(Generic[Turn]):
     def after_turn(self, turn: Turn) -> bool:
         """Whether to carry out `turn` now: yes when nothing it or a turn before it changed
         waits for the disk; else it is held until `commit_ended` releases it."""
-        self._notice_changes()
-        if not self._held and self._settled_generation == self._generation:
+        self._pending.notice(self._hard_state(), self._take_changes())
+        if not self._held and self._pending.settled:
             return True
         assert len(self._held) < HELD_TURNS_MAX, "the simulated disk cannot keep up"
-        self._held.append((self._generation, turn))
+        self._held.append((self._pending.generation, turn))
         return False
 
     def start_commit(self) -> int | None:
         """Start a commit of everything changed so far if none is running and something
         waits; how long it takes (ms), or None."""
-        if self.in_flight is not None or self._settled_generation == self._generation:
+        if self.in_flight is not None or self._pending.settled:
             return None
+        unwritten = self._pending.take()
         rows: dict[TaskKey, TaskRow] = {}
         deleted = []
-        for key in sorted(self._dirty_keys):
+        for key in sorted(unwritten.keys):
             task = self._find_task(*key)
             if task is None:
                 deleted.append(key)
             else:
                 rows[key] = encode_task(task)
         self.in_flight = Commit(
-            generation=self._generation,
-            hard_state=self._seen if self._hard_state_dirty else None,
+            generation=unwritten.generation,
+            hard_state=unwritten.hard_state,
             rows=rows,
             deleted=tuple(deleted),
-            paused=dict(self._dirty_paused),
+            paused=unwritten.paused,
         )
-        self._dirty_keys, self._dirty_paused, self._hard_state_dirty = set(), {}, False
         return self._rng.randint(COMMIT_MS_MIN, COMMIT_MS_MAX)
 
     def commit_ended(self) -> list[Turn]:
@@ -159,22 +153,8 @@ class DiskGate(Generic[Turn]):
         assert commit is not None
         self.in_flight = None
         self.disk.write(commit)
-        self._settled_generation = commit.generation
+        self._pending.settle(commit.generation)
         released = []
         while self._held and self._held[0][0] <= commit.generation:
             released.append(self._held.popleft()[1])
         return released
-
-    def _notice_changes(self) -> None:
-        changed = False
-        state = self._hard_state()
-        if state is not self._seen and state != self._seen:
-            self._seen = state
-            self._hard_state_dirty = changed = True
-        changes = self._take_changes()
-        if changes is not None:
-            self._dirty_keys |= changes.keys
-            self._dirty_paused.update(changes.paused)
-            changed = True
-        if changed:
-            self._generation += 1

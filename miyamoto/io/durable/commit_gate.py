@@ -29,6 +29,7 @@ from typing import Final
 import trio
 
 from ...logic.local_tasks import TaskChanges
+from ...logic.pending_writes import PendingWrites
 from ...logic.persistence import MembershipHardState, encode_task
 from ...logic.task import Task
 from .store import Commit, Store, StoreUnavailable
@@ -62,14 +63,7 @@ class CommitGate:
         self._hard_state = hard_state
         self._take_changes = take_changes
         self._find_task = find_task
-        self._seen = committed
-        self._hard_state_dirty = False
-        self._dirty_keys: set[tuple[str, str]] = set()
-        self._dirty_paused: dict[str, bool] = {}
-        self._generation = 0
-        """Counts turns that changed something."""
-        self._settled_generation = 0
-        """The last generation whose commit is done (or failed)."""
+        self._pending = PendingWrites(committed)
         self._held: collections.deque[tuple[int, bool, CarryOut]] = collections.deque()
         """(generation that must be settled first, whether the turn changed anything, its
         actions), oldest first."""
@@ -89,72 +83,58 @@ class CommitGate:
         """Carry out a turn now, or once what it changed (and what turns before it changed) is
         on disk."""
         changed = self._notice_changes()
-        if not self._held and self._settled_generation == self._generation:
+        if not self._held and self._pending.settled:
             carry_out(None, False)
             return
         if len(self._held) >= HELD_TURNS_MAX:
             self.turns_failed += 1
             carry_out(f"{HELD_TURNS_MAX} turns are waiting for the store: try again", changed)
             return
-        self._held.append((self._generation, changed, carry_out))
+        self._held.append((self._pending.generation, changed, carry_out))
 
     async def flushed(self) -> None:
         """Return once every change made so far is on disk and every held turn carried out
         (a node draining before it exits). While the store fails this waits for its retries:
         bound it with a timeout."""
         self._notice_changes()
-        while self._held or self._has_dirty() or self._settled_generation < self._generation:
+        while self._held or self._pending.dirty or not self._pending.settled:
             await self._released.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit changes as they come, until cancelled."""
         task_status.started()
         while True:
-            retry = self._hard_state_dirty or self._dirty_keys or self._dirty_paused
-            with trio.move_on_after(RETRY_AFTER_ERROR_S if retry else math.inf):
+            pending = self._pending
+            with trio.move_on_after(RETRY_AFTER_ERROR_S if pending.dirty else math.inf):
                 await self._work.wait()
             self._work = trio.Event()
             self._notice_changes()
-            if self._settled_generation == self._generation and self._has_dirty():
-                self._generation += 1  # what a failed commit left, retried on its own
-            while self._settled_generation < self._generation:
+            if pending.settled and pending.dirty:
+                pending.generation += 1  # what a failed commit left, retried on its own
+            while not pending.settled:
                 await self._commit_newest()
 
-    def _has_dirty(self) -> bool:
-        return bool(self._hard_state_dirty or self._dirty_keys or self._dirty_paused)
-
     def _notice_changes(self) -> bool:
-        changed = False
-        state = self._hard_state()
-        if state is not self._seen and state != self._seen:
-            self._seen = state
-            self._hard_state_dirty = changed = True
-        changes = self._take_changes()
-        if changes is not None:
-            self._dirty_keys |= changes.keys
-            self._dirty_paused.update(changes.paused)
-            changed = True
+        changed = self._pending.notice(self._hard_state(), self._take_changes())
         if changed:
-            self._generation += 1
             self._work.set()
         return changed
 
     async def _commit_newest(self) -> None:
-        generation = self._generation
-        keys, self._dirty_keys = self._dirty_keys, set()
-        paused, self._dirty_paused = self._dirty_paused, {}
-        hard_state = self._seen if self._hard_state_dirty else None
-        self._hard_state_dirty = False
+        unwritten = self._pending.take()
         # Encoded here, on the trio thread: the copies change as soon as the next turn runs.
         rows, deleted = [], []
-        for key in keys:
+        for key in unwritten.keys:
             task = self._find_task(*key)
             if task is None:
                 deleted.append(key)
             else:
                 rows.append(encode_task(task))
         commit = Commit(
-            hard_state=hard_state, tasks=rows, deleted=deleted, paused=list(paused.items())
+            hard_state=unwritten.hard_state,
+            tasks=rows,
+            deleted=deleted,
+            paused=list(unwritten.paused.items()),
         )
         try:
             await trio.to_thread.run_sync(self._store.commit, commit, limiter=self._limiter)
@@ -162,20 +142,16 @@ class CommitGate:
             if self.last_error != str(error):
                 log.error("cannot commit, answering 507 and dropping peer messages: %s", error)
             self.last_error = str(error)
-            # Not on disk: written by the next commit (changes made since stay newer).
-            self._dirty_keys |= keys
-            for name, value in paused.items():
-                self._dirty_paused.setdefault(name, value)
-            self._hard_state_dirty = self._hard_state_dirty or hard_state is not None
-            self._release(generation, str(error))
+            self._pending.put_back(unwritten)  # not on disk: written by the next commit
+            self._release(unwritten.generation, str(error))
             return
         if self.last_error is not None:
             log.info("the store commits again")
             self.last_error = None
-        self._release(generation, None)
+        self._release(unwritten.generation, None)
 
     def _release(self, generation: int, error: str | None) -> None:
-        self._settled_generation = generation
+        self._pending.settle(generation)
         self._released.set()
         self._released = trio.Event()
         while self._held and self._held[0][0] <= generation:
