@@ -148,7 +148,7 @@ def _restart(ctx: BenchContext, data_dir: Path) -> Row:
         disk_bytes = sum(f.stat().st_size for f in data_dir.iterdir() if f.is_file())
         started_s = time.monotonic()
         again, _ = ctx.start_node(launcher, cpu=ctx.server_cpu, data_dir=data_dir, port=port)
-        scheduled = _scheduled(port, started_s + _RESTART_TIMEOUT_S)
+        scheduled = scheduled_count(port, started_s + _RESTART_TIMEOUT_S)
         took_s = time.monotonic() - started_s
         if not again.alive():
             raise BenchError(f"the node died restarting:\n{again.log_tail()}")
@@ -163,7 +163,7 @@ def _restart(ctx: BenchContext, data_dir: Path) -> Row:
     )
 
 
-def _scheduled(port: int, deadline_s: float) -> int:
+def scheduled_count(port: int, deadline_s: float) -> int:
     """The queue's scheduled count, once the node answers."""
     while True:
         try:

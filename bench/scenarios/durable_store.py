@@ -15,13 +15,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sqlite3
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from .. import bodies
@@ -30,6 +28,7 @@ from ..httpc import Client, reset_receiver, wait_for_count
 from ..load import Load, drive
 from ..procs import BenchError, Launcher, free_port, python_module_command
 from ..table import Row, goal
+from .durable import scheduled_count
 from .timer import LATENESS_GOAL_P99_MS, lateness_summary
 
 MEMORY_GOAL_BYTES_PER_TASK = 610
@@ -202,7 +201,7 @@ def durable_restart(ctx: BenchContext) -> list[Row]:
                 ),
                 cpu=ctx.server_cpu,
             )
-            scheduled = _scheduled(port, started_s + _RESTART_TIMEOUT_S)
+            scheduled = scheduled_count(port, started_s + _RESTART_TIMEOUT_S)
             took_s = time.monotonic() - started_s
             rss = again.rss_bytes()
             if not again.alive():
@@ -258,18 +257,3 @@ def _copy_task_rows(path: Path, count: int) -> float:
     finally:
         db.close()
     return time.monotonic() - started_s
-
-
-def _scheduled(port: int, deadline_s: float) -> int:
-    """The queue's scheduled count, once the node answers."""
-    while True:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}{bodies.QUEUE_PATH}", timeout=5
-            ) as response:
-                counts = json.loads(response.read())["counts"]
-                return int(counts.get("scheduled", 0))
-        except OSError:
-            if time.monotonic() > deadline_s:
-                raise BenchError("the node did not serve again in time") from None
-            time.sleep(0.05)
